@@ -1,0 +1,52 @@
+"""The application builder: what ``serve run`` / ``serve deploy`` import.
+
+    serve run deployments.app:app config_path=config/router.example.yaml
+
+``app`` is a Ray Serve application builder: it takes the ``args`` mapping
+(``config_path``: a YAML file) and returns the bound application. Without a
+config path it reads ``NEMO_ROUTER_CONFIG``; with neither, it refuses
+(the keyless embedded default needs the simulator, which ``nemo-router run``
+starts: see the README).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ray.serve import Application
+
+from router.config import RouterConfig, load_config
+
+from deployments.caller import caller_deployment
+from deployments.ingress import ingress_deployment
+from deployments.tracker import get_or_create_tracker
+
+__all__ = ["app", "build_app", "APP_NAME"]
+
+APP_NAME = "nemo-router"
+
+
+def build_app(config: RouterConfig) -> Application:
+    """Create the tracker actor (or find it) and bind ingress -> caller."""
+    config = _absolute_paths(config)
+    get_or_create_tracker(config)
+    caller = caller_deployment(config).bind(config)
+    return ingress_deployment(config).bind(config, caller)
+
+
+def app(args: dict[str, Any]) -> Application:
+    config_path = args.get("config_path") or os.environ.get("NEMO_ROUTER_CONFIG")
+    if not config_path:
+        raise ValueError(
+            "no router configuration: pass config_path=FILE to `serve run`, set NEMO_ROUTER_CONFIG, "
+            "or use `nemo-router run` for the embedded default"
+        )
+    return build_app(load_config(config_path))
+
+
+def _absolute_paths(config: RouterConfig) -> RouterConfig:
+    # Replicas run with another working directory: pin relative paths to ours.
+    turn_log = config.turn_log.model_copy(update={"path": str(Path(config.turn_log.path).resolve())})
+    return config.model_copy(update={"turn_log": turn_log})

@@ -1,0 +1,66 @@
+"""``nemo-router``: run the router locally.
+
+    nemo-router run                      # embedded default: simulated providers, local Parquet log
+    nemo-router run --config FILE        # your configuration
+
+Ray Serve reads its tuning flags from the environment when it is imported,
+in every Ray process, so they are set here before anything imports Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+
+__all__ = ["main"]
+
+# Measured in benchmarks/overhead.py (see the README): the faster default.
+SERVE_FLAGS = {
+    "fast": {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
+    "classic": {"RAY_SERVE_ENABLE_HA_PROXY": "0", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "0"},
+}
+DEFAULT_SERVE_MODE = "fast"
+
+
+def apply_serve_mode(mode: str, environ=os.environ) -> None:
+    """Set Ray Serve's flags for ``mode`` unless the user set them already."""
+    for key, value in SERVE_FLAGS[mode].items():
+        environ.setdefault(key, value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nemo-router")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="start Ray, the router and (by default) simulated providers")
+    run.add_argument("--config", help="router YAML; default: the embedded default with simulated providers")
+    run.add_argument("--port", type=int, default=None, help="HTTP port (default: the config's, 8000)")
+    run.add_argument("--serve-mode", choices=sorted(SERVE_FLAGS), default=DEFAULT_SERVE_MODE)
+    run.add_argument("--turn-log", default="./turnlog-data", help="turn-log folder for the embedded default")
+    args = parser.parse_args(argv)
+    apply_serve_mode(args.serve_mode)
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from deployments.local import LocalRouter  # imports Ray: only after the flags are set
+
+    with LocalRouter.start(config_path=args.config, port=args.port, turn_log_path=args.turn_log) as router:
+        print(f"nemo-router listening on {router.url}  (model groups: {', '.join(router.config.model_groups)})")
+        print(f"  try: curl -N {router.url}/v1/chat/completions -H 'content-type: application/json' \\")
+        first_group = next(iter(router.config.model_groups))
+        print(f"        -d '{{\"model\": \"{first_group}\", \"stream\": true, \"messages\": [{{\"role\": \"user\", \"content\": \"hi\"}}]}}'")
+        print("  Ctrl-C stops it.", flush=True)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

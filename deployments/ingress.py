@@ -1,0 +1,198 @@
+"""The HTTP ingress: OpenAI's ``/v1/chat/completions``, ``/v1/models`` and
+``/health`` on Ray Serve.
+
+Per turn it validates the request, asks the ``LatencyTracker`` for a plan
+(one actor call), and hands the turn to a provider-caller replica, whose
+stream it forwards as it comes. Every error leaves as OpenAI's error object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+
+import ray
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from ray import serve
+from ray.exceptions import RayError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from router.config import RouterConfig
+from router.errors import ModelNotFound, PayloadTooLarge, RouterError
+from router.openai_wire import parse_chat_request
+from router.routing_state import AttemptPlan
+
+from deployments.turn_runner import TurnFailure, TurnHead, TurnRequest
+
+__all__ = ["Ingress", "ingress_deployment"]
+
+log = logging.getLogger(__name__)
+
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+TRACKER_TIMEOUT_S = 1.0
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+api = FastAPI(title="nemo-router", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+def _error(error: RouterError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error.to_openai(), status_code=error.http_status, headers=headers)
+
+
+@api.exception_handler(RouterError)
+async def _router_error(_: Request, error: RouterError) -> JSONResponse:
+    return _error(error)
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    kind = "not_found" if exc.status_code == 404 else "method_not_allowed" if exc.status_code == 405 else "http_error"
+    body = {"error": {"message": str(exc.detail), "type": "invalid_request_error", "param": None, "code": kind}}
+    return JSONResponse(body, status_code=exc.status_code)
+
+
+@api.exception_handler(Exception)
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error in the ingress")
+    body = {"error": {"message": "internal router error", "type": "server_error", "param": None, "code": "internal_error"}}
+    return JSONResponse(body, status_code=500)
+
+
+@serve.ingress(api)
+class Ingress:
+    def __init__(self, config: RouterConfig, caller):
+        self._config = config
+        self._caller = caller
+        self._stream_caller = caller.options(stream=True)
+        self._tracker = None
+        self._tracker_lookup_at = 0.0
+
+    # -- routes -----------------------------------------------------------
+
+    @api.get("/health")
+    async def health(self) -> dict:
+        return {"status": "ok"}
+
+    @api.get("/v1/models")
+    async def models(self) -> dict:
+        created = 0
+        data = [
+            {"id": name, "object": "model", "created": created, "owned_by": "nemo-router"}
+            for name in self._config.model_groups
+        ]
+        return {"object": "list", "data": data}
+
+    @api.get("/v1/routing")
+    async def routing(self) -> dict:
+        tracker = self._get_tracker()
+        return {"endpoints": await tracker.snapshot.remote()}
+
+    @api.post("/v1/chat/completions")
+    async def chat_completions(self, request: Request) -> Response:
+        received_at = time.time()
+        request_id = _request_id(request)
+        body = await self._read_body(request)
+        chat, raw = parse_chat_request(body)
+        if chat.model not in self._config.model_groups:
+            raise ModelNotFound(f"The model '{chat.model}' does not exist or is not served by this router", param="model")
+        plan = await self._plan(chat.model)
+        turn = TurnRequest(
+            request_id=request_id,
+            group=chat.model,
+            endpoints=plan.endpoints,
+            max_attempts=plan.max_attempts,
+            body=raw,
+            stream=chat.stream,
+            include_usage=chat.include_usage,
+            received_at=received_at,
+        )
+        if chat.stream:
+            return await self._stream(turn)
+        return await self._complete(turn)
+
+    # -- helpers ------------------------------------------------------------
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self._config.server.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+        body = b""
+        async for part in request.stream():
+            body += part
+            if len(body) > limit:
+                raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+        return body
+
+    async def _plan(self, group: str) -> AttemptPlan:
+        """One call to the tracker; if it is unavailable, the configured order,
+        so no turn fails because the tracker is restarting."""
+        try:
+            return await asyncio.wait_for(self._get_tracker().plan.remote(group), TRACKER_TIMEOUT_S)
+        except (RayError, asyncio.TimeoutError, ValueError):
+            log.warning("tracker unavailable; planning from configuration", exc_info=True)
+            self._tracker = None
+            group_config = self._config.model_groups[group]
+            endpoints = tuple(e.name for e in group_config.endpoints)
+            return AttemptPlan(group, endpoints, min(group_config.max_attempts, len(endpoints)))
+
+    def _get_tracker(self):
+        if self._tracker is None:
+            options = self._config.deployments
+            self._tracker = ray.get_actor(options.tracker_name, namespace=options.tracker_namespace)
+        return self._tracker
+
+    async def _stream(self, turn: TurnRequest) -> Response:
+        generator = self._stream_caller.stream_turn.remote(turn)
+        try:
+            head = await generator.__anext__()
+        except BaseException:
+            generator.cancel()
+            raise
+        if isinstance(head, TurnFailure):
+            return JSONResponse(head.error, status_code=head.http_status, headers={"x-request-id": turn.request_id})
+        headers = {**SSE_HEADERS, **_turn_headers(turn, head)}
+        return StreamingResponse(_forward(generator), media_type="text/event-stream", headers=headers)
+
+    async def _complete(self, turn: TurnRequest) -> Response:
+        result = await self._caller.complete_turn.remote(turn)
+        if isinstance(result, TurnFailure):
+            return JSONResponse(result.error, status_code=result.http_status, headers={"x-request-id": turn.request_id})
+        head, payload = result
+        return Response(payload, media_type="application/json", headers=_turn_headers(turn, head))
+
+
+async def _forward(generator):
+    """Pass each piece on as it arrives; a client that goes away cancels the
+    caller's turn, which closes the upstream connection."""
+    try:
+        async for piece in generator:
+            yield piece
+    finally:
+        generator.cancel()
+
+
+def _turn_headers(turn: TurnRequest, head: TurnHead) -> dict[str, str]:
+    return {"x-request-id": turn.request_id, "x-nemo-endpoint": head.endpoint, "x-nemo-provider": head.provider}
+
+
+def _request_id(request: Request) -> str:
+    given = request.headers.get("x-request-id")
+    if given and _REQUEST_ID.match(given):
+        return given
+    return f"nemo-{uuid.uuid4().hex}"
+
+
+def ingress_deployment(config: RouterConfig):
+    options = config.deployments
+    return serve.deployment(
+        Ingress,
+        name="Ingress",
+        num_replicas=options.ingress_replicas,
+        max_ongoing_requests=options.ingress_max_ongoing_requests,
+        ray_actor_options={"num_cpus": 0},
+    )

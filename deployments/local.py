@@ -1,0 +1,58 @@
+"""Running the whole router on this machine: Ray, Serve, and for the
+embedded default the simulated providers. Used by ``nemo-router run``, the
+tests and the benchmarks, so all three run the same thing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import ray
+from ray import serve
+
+from router.config import RouterConfig, load_config
+from router.defaults import SIMULATED_PROFILES, embedded_default
+
+from deployments.app import APP_NAME, build_app
+
+__all__ = ["LocalRouter", "deploy"]
+
+
+@dataclass
+class LocalRouter:
+    config: RouterConfig
+    url: str
+    simulator: object | None = None
+    _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
+
+    @classmethod
+    @contextlib.contextmanager
+    def start(cls, config_path: str | None = None, port: int | None = None, turn_log_path: str = "./turnlog-data") -> Iterator["LocalRouter"]:
+        with contextlib.ExitStack() as stack:
+            simulator = None
+            if config_path:
+                config = load_config(config_path)
+            else:
+                from simprovider import start_simulator
+
+                simulator = stack.enter_context(start_simulator(SIMULATED_PROFILES))
+                config = embedded_default(simulator.url, os.environ, turn_log_path=turn_log_path)
+            if port is not None:
+                config = config.model_copy(update={"server": config.server.model_copy(update={"port": port})})
+            if not ray.is_initialized():
+                ray.init(include_dashboard=False, log_to_driver=False)
+                stack.callback(ray.shutdown)
+            url = deploy(config)
+            stack.callback(serve.shutdown)
+            yield cls(config, url, simulator)
+
+
+def deploy(config: RouterConfig) -> str:
+    """Start Serve's HTTP endpoint on the config's host/port and deploy."""
+    host, port = config.server.host, config.server.port
+    serve.start(http_options={"host": host, "port": port})
+    serve.run(build_app(config), name=APP_NAME, route_prefix="/")
+    return f"http://{host}:{port}"

@@ -1,0 +1,53 @@
+"""The ``LatencyTracker``: one named, detached Ray actor that holds the global
+routing state for every ingress and caller replica.
+
+A thin shell over ``router.routing_state.RoutingState``. One ``plan`` call
+per turn; outcomes arrive in batches (``report``), fire-and-forget.
+"""
+
+from __future__ import annotations
+
+import ray
+
+from router.config import RouterConfig
+from router.outcome import AttemptOutcome
+from router.routing_state import AttemptPlan, RoutingState
+
+__all__ = ["LatencyTracker", "get_or_create_tracker"]
+
+
+class LatencyTracker:
+    def __init__(self, config: RouterConfig):
+        self._state = RoutingState(config)
+
+    def plan(self, group: str) -> AttemptPlan:
+        return self._state.plan(group)
+
+    def report(self, outcomes: list[AttemptOutcome]) -> None:
+        # Attempts after a plan's first endpoint were not counted in flight
+        # when planned: count them now, then release them with the rest.
+        self._state.started(o.endpoint for o in outcomes if o.fallback)
+        self._state.observe(outcomes)
+
+    def snapshot(self) -> dict:
+        return self._state.snapshot()
+
+    def ping(self) -> bool:
+        return True
+
+
+def get_or_create_tracker(config: RouterConfig) -> "ray.actor.ActorHandle":
+    """The tracker for this cluster: created once, found by name afterwards."""
+    options = config.deployments
+    return (
+        ray.remote(LatencyTracker)
+        .options(
+            name=options.tracker_name,
+            namespace=options.tracker_namespace,
+            lifetime="detached",
+            get_if_exists=True,
+            num_cpus=0,
+            max_restarts=-1,
+        )
+        .remote(config)
+    )

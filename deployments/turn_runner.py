@@ -1,0 +1,288 @@
+"""Serving one turn from a plan: try its endpoints in order until one starts
+streaming, forward that stream, and account for the turn.
+
+``TurnRunner`` is plain async code, no Ray: the provider-caller deployment
+is a thin shell around it. What crosses back to the ingress is, in order:
+one ``TurnHead`` (or one ``TurnFailure`` if no endpoint could start), then
+the stream's bytes, unchanged from upstream except for the usage-only chunk
+the client did not ask for. Failover happens only before the first byte is
+forwarded; after that, a failure ends the stream with an SSE error event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from router.config import RouterConfig
+from router.errors import AllAttemptsFailed, UpstreamDisconnected, UpstreamError, UpstreamProtocolError, UpstreamTimeout
+from router.openai_wire import upstream_body
+from router.outcome import AttemptOutcome, OutcomeKind, outcome_kind_of
+from router.sse import DONE_EVENT, SSEDecoder, encode_json
+from router.stream_watch import StreamWatch, Usage
+from turnlog import AttemptRecord, TurnRecord
+
+from deployments.upstream import UpstreamPool
+
+__all__ = ["TurnHead", "TurnFailure", "TurnRequest", "TurnRunner"]
+
+
+@dataclass(slots=True, frozen=True)
+class TurnHead:
+    """The stream has started on ``endpoint``: the ingress may send headers."""
+
+    endpoint: str
+    provider: str
+    model: str
+
+
+@dataclass(slots=True, frozen=True)
+class TurnFailure:
+    """No endpoint could start the turn: the OpenAI error to send, as is."""
+
+    http_status: int
+    error: dict[str, Any]
+
+
+@dataclass(slots=True, frozen=True)
+class TurnRequest:
+    """What the ingress hands the caller for one turn."""
+
+    request_id: str
+    group: str
+    endpoints: tuple[str, ...]
+    max_attempts: int
+    body: dict[str, Any]
+    stream: bool
+    include_usage: bool
+    received_at: float = field(default_factory=time.time)  # wall clock, s
+
+
+@dataclass(slots=True)
+class _Turn:
+    """Accounting for one turn while it runs."""
+
+    request: TurnRequest
+    started_s: float
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    outcomes: list[AttemptOutcome] = field(default_factory=list)
+    endpoint: str | None = None
+    ttft_s: float | None = None
+    usage: Usage | None = None
+    model: str | None = None
+    status: str = "error"
+    http_status: int = 502
+    error_type: str | None = None
+
+
+class _Relay:
+    """Decodes upstream bytes and returns what to forward: the raw bytes of
+    the accepted events, joined, one piece per upstream read (so events that
+    arrived together cross the deployment boundary together)."""
+
+    __slots__ = ("watch", "_decoder")
+
+    def __init__(self, watch: StreamWatch):
+        self.watch = watch
+        self._decoder = SSEDecoder()
+
+    def feed(self, raw: bytes) -> bytes:
+        accept = self.watch.accept
+        return b"".join([e.raw for e in self._decoder.feed(raw) if accept(e)])
+
+
+class TurnRunner:
+    def __init__(
+        self,
+        config: RouterConfig,
+        pool: UpstreamPool,
+        report: Callable[[list[AttemptOutcome]], None],
+        emit_record: Callable[[TurnRecord], None],
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._config = config
+        self._pool = pool
+        self._report = report
+        self._emit_record = emit_record
+        self._clock = clock
+
+    async def stream(self, request: TurnRequest) -> AsyncIterator[TurnHead | TurnFailure | bytes]:
+        """A streaming turn: ``TurnHead`` or ``TurnFailure``, then SSE bytes."""
+        turn = _Turn(request, self._clock())
+        try:
+            async for item in self._stream_turn(turn):
+                yield item
+        except (asyncio.CancelledError, GeneratorExit):
+            turn.status, turn.http_status, turn.error_type = "cancelled", 499, "client_disconnected"
+            raise
+        finally:
+            self._finish(turn)
+
+    async def complete(self, request: TurnRequest) -> tuple[TurnHead, bytes] | TurnFailure:
+        """A non-streaming turn: the upstream's ``chat.completion`` body as is."""
+        turn = _Turn(request, self._clock())
+        try:
+            return await self._complete_turn(turn)
+        except asyncio.CancelledError:
+            turn.status, turn.http_status, turn.error_type = "cancelled", 499, "client_disconnected"
+            raise
+        finally:
+            self._finish(turn)
+
+    def _candidates(self, turn: _Turn):
+        group = self._config.model_groups[turn.request.group]
+        deadline_s = turn.started_s + group.timeouts.total_s
+        for name in turn.request.endpoints[: turn.request.max_attempts]:
+            if self._clock() >= deadline_s:
+                return
+            yield self._config.endpoint(name), group.timeouts, deadline_s
+
+    async def _stream_turn(self, turn: _Turn):
+        errors: list[UpstreamError] = []
+        for endpoint, timeouts, deadline_s in self._candidates(turn):
+            body = upstream_body(turn.request.body, endpoint.model, stream=True)
+            attempt_start = self._clock()
+            relay = _Relay(StreamWatch(endpoint.name, forward_usage=turn.request.include_usage))
+            try:
+                async with self._pool.open(endpoint, body, timeouts) as response:
+                    chunks = self._pool.chunks(response, endpoint.name)
+                    budget_s = min(timeouts.first_token_s, deadline_s - self._clock())
+                    first = await _read_to_first_content(chunks, relay, budget_s)
+                    turn.ttft_s = self._clock() - turn.started_s
+                    turn.endpoint, turn.model = endpoint.name, relay.watch.model or endpoint.model
+                    yield TurnHead(endpoint.name, endpoint.provider, turn.model)
+                    yield first
+                    try:
+                        async for raw in chunks:
+                            out = relay.feed(raw)
+                            if out:
+                                yield out
+                        if not relay.watch.done:
+                            raise UpstreamDisconnected("upstream stream ended before [DONE]", endpoint=endpoint.name)
+                    except UpstreamError as error:
+                        # Past the first byte there is no failover yet: end the
+                        # stream cleanly with an error event the client can read.
+                        self._attempt(turn, endpoint.name, attempt_start, outcome_kind_of(error), error)
+                        turn.usage, turn.http_status, turn.error_type = relay.watch.usage, 200, type(error).__name__
+                        yield encode_json(error.to_openai())
+                        yield DONE_EVENT
+                        return
+            except UpstreamError as error:
+                self._attempt(turn, endpoint.name, attempt_start, outcome_kind_of(error), error)
+                errors.append(error)
+                if not error.retryable:
+                    break
+                continue
+            except (asyncio.CancelledError, GeneratorExit):
+                self._attempt(turn, endpoint.name, attempt_start, OutcomeKind.CANCELLED)
+                raise
+            self._attempt(turn, endpoint.name, attempt_start, OutcomeKind.OK)
+            turn.usage, turn.status, turn.http_status = relay.watch.usage, "ok", 200
+            return
+        yield self._fail(turn, errors)
+
+    async def _complete_turn(self, turn: _Turn) -> tuple[TurnHead, bytes] | TurnFailure:
+        errors: list[UpstreamError] = []
+        for endpoint, timeouts, deadline_s in self._candidates(turn):
+            body = upstream_body(turn.request.body, endpoint.model, stream=False)
+            attempt_start = self._clock()
+            try:
+                async with asyncio.timeout(max(0.0, deadline_s - self._clock())):
+                    async with self._pool.open(endpoint, body, timeouts) as response:
+                        payload = await response.aread()
+                completion = parse_completion(payload, endpoint.name)
+            except TimeoutError:
+                error: UpstreamError = UpstreamTimeout("turn deadline reached", endpoint=endpoint.name)
+            except UpstreamError as exc:
+                error = exc
+            else:
+                turn.ttft_s = self._clock() - turn.started_s
+                turn.endpoint, turn.model = endpoint.name, completion.get("model") or endpoint.model
+                turn.usage, turn.status, turn.http_status = Usage.from_dict(completion.get("usage")), "ok", 200
+                self._attempt(turn, endpoint.name, attempt_start, OutcomeKind.OK)
+                return TurnHead(endpoint.name, endpoint.provider, turn.model), payload
+            self._attempt(turn, endpoint.name, attempt_start, outcome_kind_of(error), error)
+            errors.append(error)
+            if not error.retryable:
+                break
+        return self._fail(turn, errors)
+
+    def _fail(self, turn: _Turn, errors: list[UpstreamError]) -> TurnFailure:
+        failure = AllAttemptsFailed(errors)
+        turn.http_status, turn.error_type = failure.http_status, type(failure).__name__
+        return TurnFailure(failure.http_status, failure.to_openai())
+
+    def _attempt(self, turn: _Turn, endpoint: str, start_s: float, kind: OutcomeKind, error: UpstreamError | None = None) -> None:
+        duration_s = self._clock() - start_s
+        http_status = getattr(error, "status_code", None) if error else (200 if kind is OutcomeKind.OK else None)
+        turn.attempts.append(AttemptRecord(endpoint, kind.value, duration_s, http_status))
+        turn.outcomes.append(
+            AttemptOutcome(
+                endpoint,
+                kind,
+                duration_s,
+                ttft_s=turn.ttft_s if kind is OutcomeKind.OK else None,
+                http_status=http_status,
+                retry_after_s=getattr(error, "retry_after_s", None),
+                fallback=bool(turn.outcomes),
+            )
+        )
+
+    def _finish(self, turn: _Turn) -> None:
+        self._report(turn.outcomes)
+        usage = turn.usage
+        endpoint_config = self._config.endpoint(turn.endpoint) if turn.endpoint else None
+        self._emit_record(
+            TurnRecord(
+                request_id=turn.request.request_id,
+                timestamp=datetime.fromtimestamp(turn.request.received_at, tz=timezone.utc),
+                model_group=turn.request.group,
+                endpoint=turn.endpoint,
+                provider=endpoint_config.provider if endpoint_config else None,
+                model=turn.model,
+                streamed=turn.request.stream,
+                status=turn.status,
+                http_status=turn.http_status,
+                error_type=turn.error_type,
+                ttft_s=turn.ttft_s,
+                total_s=self._clock() - turn.started_s,
+                prompt_tokens=usage.prompt_tokens if usage else None,
+                completion_tokens=usage.completion_tokens if usage else None,
+                total_tokens=usage.total_tokens if usage else None,
+                attempts=turn.attempts,
+                fallback_count=max(0, len(turn.attempts) - 1),
+            )
+        )
+
+
+async def _read_to_first_content(chunks: AsyncIterator[bytes], relay: _Relay, budget_s: float) -> bytes:
+    """Read until the first content token arrives; return everything accepted
+    so far, so a role-only preamble is forwarded together with it."""
+    pending: list[bytes] = []
+    watch = relay.watch
+    try:
+        async with asyncio.timeout(max(budget_s, 0.0)):
+            async for raw in chunks:
+                out = relay.feed(raw)
+                if out:
+                    pending.append(out)
+                if watch.saw_content or watch.done:
+                    return b"".join(pending)
+    except TimeoutError as exc:
+        raise UpstreamTimeout("no first token before the first-token deadline", endpoint=watch.endpoint) from exc
+    raise UpstreamDisconnected("upstream closed before the first token", endpoint=watch.endpoint)
+
+
+def parse_completion(payload: bytes, endpoint: str) -> dict[str, Any]:
+    try:
+        completion = json.loads(payload)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UpstreamProtocolError("upstream returned a malformed completion", endpoint=endpoint) from exc
+    if not isinstance(completion, dict) or not isinstance(completion.get("choices"), list):
+        raise UpstreamProtocolError("upstream completion has no choices", endpoint=endpoint)
+    return completion

@@ -1,0 +1,179 @@
+"""The router's configuration: one YAML (or JSON) file, validated once.
+
+Raw YAML is parsed into these frozen pydantic models; unknown keys are
+errors, and a bad file fails at start-up with the file, the field path and
+the reason (``ConfigError``). With no file, ``embedded_default`` builds the
+keyless configuration the README's ``make run`` uses.
+
+Shape::
+
+    server:       {host, port, max_body_bytes}
+    model_groups:
+      voice-fast:
+        strategy: ordered
+        timeouts: {connect_s, first_token_s, total_s}
+        endpoints:
+          - {name, provider, base_url, model, api_key_env, tags, weight}
+    turn_log:     {sink: local, path, flush_interval_s, flush_max_records}
+    deployments:  {ingress_replicas, caller_replicas, ...}
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from router.errors import ConfigError, ConfigIssue
+
+__all__ = [
+    "EndpointConfig",
+    "TimeoutConfig",
+    "ModelGroupConfig",
+    "ServerConfig",
+    "TurnLogConfig",
+    "DeploymentConfig",
+    "RouterConfig",
+    "parse_config",
+    "load_config",
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EndpointConfig(_Frozen):
+    """One upstream that can serve a model group.
+
+    ``api_key_env`` names the environment variable holding the key; the key
+    itself never appears in config, logs or responses.
+    """
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._:/-]+$")
+    provider: Literal["openai"] = "openai"
+    base_url: str = Field(pattern=r"^https?://")
+    model: str = Field(min_length=1)
+    api_key_env: str | None = None
+    tags: tuple[str, ...] = ()
+    weight: float = Field(default=1.0, gt=0)
+
+
+class TimeoutConfig(_Frozen):
+    """Per-attempt limits, in seconds.
+
+    ``first_token_s`` bounds the wait for the upstream's reply headers and
+    first bytes; ``total_s`` caps the whole turn.
+    """
+
+    connect_s: float = Field(default=2.0, gt=0)
+    first_token_s: float = Field(default=10.0, gt=0)
+    total_s: float = Field(default=120.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "TimeoutConfig":
+        if self.first_token_s > self.total_s:
+            raise ValueError("first_token_s must not exceed total_s")
+        return self
+
+
+class ModelGroupConfig(_Frozen):
+    """A name clients ask for, served by one or more endpoints."""
+
+    strategy: Literal["ordered"] = "ordered"
+    endpoints: tuple[EndpointConfig, ...] = Field(min_length=1)
+    timeouts: TimeoutConfig = TimeoutConfig()
+    max_attempts: int = Field(default=3, ge=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "ModelGroupConfig":
+        names = [e.name for e in self.endpoints]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"endpoint names repeat within the group: {dupes}")
+        return self
+
+
+class ServerConfig(_Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+
+
+class TurnLogConfig(_Frozen):
+    """Where turn records go. ``path`` is a local folder for ``sink: local``."""
+
+    sink: Literal["local", "none"] = "local"
+    path: str = "./turnlog-data"
+    flush_interval_s: float = Field(default=5.0, gt=0)
+    flush_max_records: int = Field(default=500, ge=1)
+
+
+class DeploymentConfig(_Frozen):
+    """Replica counts and the tracker's Ray actor name."""
+
+    ingress_replicas: int = Field(default=1, ge=1)
+    caller_replicas: int = Field(default=1, ge=1)
+    caller_max_ongoing_requests: int = Field(default=1000, ge=1)
+    ingress_max_ongoing_requests: int = Field(default=1000, ge=1)
+    tracker_name: str = "nemo-latency-tracker"
+    tracker_namespace: str = "nemo-router"
+    report_interval_s: float = Field(default=0.05, gt=0)
+
+
+class RouterConfig(_Frozen):
+    server: ServerConfig = ServerConfig()
+    model_groups: dict[str, ModelGroupConfig] = Field(min_length=1)
+    turn_log: TurnLogConfig = TurnLogConfig()
+    deployments: DeploymentConfig = DeploymentConfig()
+
+    @model_validator(mode="after")
+    def _globally_unique_endpoints(self) -> "RouterConfig":
+        seen: dict[str, str] = {}
+        for group_name, group in self.model_groups.items():
+            for endpoint in group.endpoints:
+                if endpoint.name in seen:
+                    raise ValueError(
+                        f"endpoint {endpoint.name!r} appears in groups "
+                        f"{seen[endpoint.name]!r} and {group_name!r}; endpoint names must be unique"
+                    )
+                seen[endpoint.name] = group_name
+        return self
+
+    def endpoint(self, name: str) -> EndpointConfig:
+        for group in self.model_groups.values():
+            for endpoint in group.endpoints:
+                if endpoint.name == name:
+                    return endpoint
+        raise KeyError(name)
+
+
+def parse_config(raw: Any, source: str = "<config>") -> RouterConfig:
+    """Validate an already-parsed mapping; raise ``ConfigError`` with field paths."""
+    if not isinstance(raw, dict):
+        raise ConfigError(source, [ConfigIssue("<root>", "expected a mapping at the top level")])
+    try:
+        return RouterConfig.model_validate(raw)
+    except ValidationError as exc:
+        issues = [
+            ConfigIssue(".".join(str(p) for p in err["loc"]) or "<root>", err["msg"])
+            for err in exc.errors()
+        ]
+        raise ConfigError(source, issues) from exc
+
+
+def load_config(path: str | Path) -> RouterConfig:
+    """Read a YAML or JSON file and validate it."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [ConfigIssue("<file>", f"cannot read: {exc.strerror}")]) from exc
+    try:
+        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise ConfigError(str(path), [ConfigIssue("<file>", f"not valid YAML/JSON: {exc}")]) from exc
+    return parse_config(raw, source=str(path))
