@@ -6,11 +6,9 @@ Per turn it validates the request, asks the ``LatencyTracker`` for a plan
 stream it forwards as it comes. Every error leaves as OpenAI's error object.
 """
 
-from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 import uuid
 
@@ -34,7 +32,6 @@ log = logging.getLogger(__name__)
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 TRACKER_TIMEOUT_S = 1.0
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 api = FastAPI(title="nemo-router", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -60,6 +57,30 @@ async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error in the ingress")
     body = {"error": {"message": "internal router error", "type": "server_error", "param": None, "code": "internal_error"}}
     return JSONResponse(body, status_code=500)
+
+
+# Helpers come before the class: serve.ingress pickles the class when it is
+# decorated, capturing only the module globals defined by then.
+async def _forward(generator):
+    """Pass each piece on as it arrives; a client that goes away cancels the
+    caller's turn, which closes the upstream connection."""
+    try:
+        async for piece in generator:
+            yield piece
+    finally:
+        generator.cancel()
+
+
+def _turn_headers(head: TurnHead) -> dict[str, str]:
+    return {"x-nemo-endpoint": head.endpoint, "x-nemo-provider": head.provider}
+
+
+def _request_id(request: Request) -> str:
+    # Serve's request-id middleware has already put the client's
+    # x-request-id (or a fresh one) on the request, and echoes it on the
+    # response: the turn log uses the same id.
+    given = request.headers.get("x-request-id")
+    return given[:128] if given else f"nemo-{uuid.uuid4().hex}"
 
 
 @serve.ingress(api)
@@ -154,37 +175,16 @@ class Ingress:
             generator.cancel()
             raise
         if isinstance(head, TurnFailure):
-            return JSONResponse(head.error, status_code=head.http_status, headers={"x-request-id": turn.request_id})
-        headers = {**SSE_HEADERS, **_turn_headers(turn, head)}
+            return JSONResponse(head.error, status_code=head.http_status)
+        headers = {**SSE_HEADERS, **_turn_headers(head)}
         return StreamingResponse(_forward(generator), media_type="text/event-stream", headers=headers)
 
     async def _complete(self, turn: TurnRequest) -> Response:
         result = await self._caller.complete_turn.remote(turn)
         if isinstance(result, TurnFailure):
-            return JSONResponse(result.error, status_code=result.http_status, headers={"x-request-id": turn.request_id})
+            return JSONResponse(result.error, status_code=result.http_status)
         head, payload = result
-        return Response(payload, media_type="application/json", headers=_turn_headers(turn, head))
-
-
-async def _forward(generator):
-    """Pass each piece on as it arrives; a client that goes away cancels the
-    caller's turn, which closes the upstream connection."""
-    try:
-        async for piece in generator:
-            yield piece
-    finally:
-        generator.cancel()
-
-
-def _turn_headers(turn: TurnRequest, head: TurnHead) -> dict[str, str]:
-    return {"x-request-id": turn.request_id, "x-nemo-endpoint": head.endpoint, "x-nemo-provider": head.provider}
-
-
-def _request_id(request: Request) -> str:
-    given = request.headers.get("x-request-id")
-    if given and _REQUEST_ID.match(given):
-        return given
-    return f"nemo-{uuid.uuid4().hex}"
+        return Response(payload, media_type="application/json", headers=_turn_headers(head))
 
 
 def ingress_deployment(config: RouterConfig):

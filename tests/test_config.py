@@ -90,3 +90,10 @@ def test_embedded_default_has_three_simulated_endpoints_and_adds_keyed_providers
     openai = with_key.model_groups["gpt-4o-mini"].endpoints[0]
     assert openai.api_key_env == "OPENAI_API_KEY"
     assert "sk-test" not in with_key.model_dump_json()  # the key itself never enters config
+
+
+def test_shipped_example_config_is_valid():
+    from pathlib import Path
+
+    config = load_config(Path(__file__).resolve().parents[1] / "config" / "router.example.yaml")
+    assert config.model_groups["voice-fast"].endpoints[0].api_key_env == "OPENAI_API_KEY"

@@ -1,0 +1,152 @@
+"""The router's own overhead: direct to the provider vs through the router,
+in one run, on this machine.
+
+Starts a simulated provider (TTFT 50 ms, 20 tokens 5 ms apart), then for each
+Ray Serve mode (``classic``: Serve's Python HTTP proxy; ``fast``: HAProxy
+ingress + RAY_SERVE_THROUGHPUT_OPTIMIZED) starts the router in its own
+process and measures streaming turns at concurrency 1 and 20, each beside a
+direct measurement taken just before it. Prints a table and saves JSON and
+Markdown under benchmarks/results/.
+
+    python benchmarks/overhead.py [--modes classic,fast] [--c1-turns 200] [--c20-turns 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadgen import run_load, summarize  # noqa: E402
+
+from simprovider import start_simulator  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PROVIDER = {"ttft_ms": 50, "token_interval_ms": 5, "tokens": 20}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_config(directory: Path, provider_url: str, port: int) -> Path:
+    config = {
+        "server": {"port": port},
+        "model_groups": {"bench": {"endpoints": [{"name": "sim-bench", "base_url": provider_url, "model": "sim-model"}]}},
+        "turn_log": {"sink": "local", "path": str(directory / "turnlog")},
+    }
+    path = directory / "router.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def start_router(config_path: Path, mode: str, port: int, log_path: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_")}
+    log = open(log_path, "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deployments.cli", "run", "--config", str(config_path), "--serve-mode", mode],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"router exited early; see {log_path}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    stop_router(process)
+    raise RuntimeError(f"router did not become healthy; see {log_path}")
+
+
+def stop_router(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def measure(url: str, model: str, levels: list[tuple[int, int]]) -> dict:
+    out = {}
+    for concurrency, turns in levels:
+        result = asyncio.run(run_load(url, model, concurrency=concurrency, turns=turns, warmup=10))
+        out[f"c{concurrency}"] = summarize(result)
+    return out
+
+
+def table(rows: dict) -> str:
+    header = "| setup | conc | TTFT p50 ms | TTFT p99 ms | total p50 ms | total p99 ms | turns/s | errors | TTFT p50 vs direct |"
+    lines = [header, "|" + "---|" * 9]
+    for name, levels in rows.items():
+        for level, s in levels.items():
+            direct = rows.get(f"direct (before {name})", {}).get(level) if not name.startswith("direct") else None
+            ratio = f"{s['ttft_p50_ms'] / direct['ttft_p50_ms']:.3f}x (+{s['ttft_p50_ms'] - direct['ttft_p50_ms']:.1f} ms)" if direct else ""
+            lines.append(
+                f"| {name} | {level[1:]} | {s['ttft_p50_ms']:.1f} | {s['ttft_p99_ms']:.1f} | {s['total_p50_ms']:.1f} "
+                f"| {s['total_p99_ms']:.1f} | {s['turns_per_s']:.1f} | {s['errors']} | {ratio} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--modes", default="classic,fast")
+    parser.add_argument("--c1-turns", type=int, default=200)
+    parser.add_argument("--c20-turns", type=int, default=500)
+    args = parser.parse_args()
+    levels = [(1, args.c1_turns), (20, args.c20_turns)]
+    rows: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp, start_simulator({"bench": PROVIDER}) as sim:
+        provider_url = sim.base_url("bench")
+        for mode in args.modes.split(","):
+            print(f"direct, before router-{mode} ...", flush=True)
+            rows[f"direct (before router-{mode})"] = measure(provider_url, "sim-model", levels)
+            port = free_port()
+            config_path = write_config(Path(tmp), provider_url, port)
+            print(f"starting router-{mode} ...", flush=True)
+            router = start_router(config_path, mode, port, Path(tmp) / f"router-{mode}.log")
+            try:
+                rows[f"router-{mode}"] = measure(f"http://127.0.0.1:{port}/v1", "bench", levels)
+            finally:
+                stop_router(router)
+    report = {
+        "benchmark": "overhead",
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "provider": PROVIDER,
+        "levels": {f"c{c}": n for c, n in levels},
+        "results": rows,
+    }
+    text = table(rows)
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "overhead.json").write_text(json.dumps(report, indent=2))
+    (RESULTS / "overhead.md").write_text(f"Measured {report['when']} on {os.cpu_count()} cores.\n\n{text}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Shared fixtures: one simulated provider process and one Ray Serve instance
+for the whole session (Ray takes 10-30 s to start here; pure tests never
+touch these fixtures, so they run without Ray)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROUTER_PORT = int(os.environ.get("NEMO_TEST_PORT", "8765"))
+
+# Profile name -> simulator behaviour. Each test group gets its own profiles
+# so tests can change one at run time without disturbing the others.
+PROFILES = {
+    "fast": {"ttft_ms": 30, "token_interval_ms": 2, "tokens": 12},
+    "medium": {"ttft_ms": 80, "token_interval_ms": 2, "tokens": 12},
+    "slow": {"ttft_ms": 150, "token_interval_ms": 2, "tokens": 12},
+    "always-503": {"failure": "http_503", "retry_after_s": 1},
+    "always-500": {"failure": "http_500"},
+    "backup": {"ttft_ms": 20, "token_interval_ms": 2, "tokens": 8},
+    "hang": {"failure": "hang"},
+    "drop": {"ttft_ms": 10, "token_interval_ms": 2, "tokens": 20, "failure": "drop_after", "drop_after_tokens": 3},
+    "malformed": {"ttft_ms": 10, "failure": "malformed"},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def endpoint(name: str, url: str, **extra) -> dict:
+    return {"name": name, "provider": "openai", "base_url": url, "model": "sim-model", **extra}
+
+
+def router_config(sim, turn_log_path: Path) -> dict:
+    refused_url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    return {
+        "server": {"port": ROUTER_PORT, "max_body_bytes": 65536},
+        "model_groups": {
+            "voice-fast": {
+                "endpoints": [
+                    endpoint("sim-fast", sim.base_url("fast"), tags=["function-calling"]),
+                    endpoint("sim-medium", sim.base_url("medium")),
+                    endpoint("sim-slow", sim.base_url("slow")),
+                ]
+            },
+            "failover-503": {"endpoints": [endpoint("fo-503", sim.base_url("always-503")), endpoint("fo-backup", sim.base_url("backup"))]},
+            "failover-refused": {"endpoints": [endpoint("refused", refused_url), endpoint("refused-backup", sim.base_url("backup"))]},
+            "failover-hang": {
+                "timeouts": {"first_token_s": 1.0, "total_s": 10},
+                "endpoints": [endpoint("hang-a", sim.base_url("hang")), endpoint("hang-backup", sim.base_url("backup"))],
+            },
+            "all-fail": {
+                "timeouts": {"first_token_s": 1.0, "total_s": 5},
+                "endpoints": [endpoint("af-500", sim.base_url("always-500")), endpoint("af-refused", refused_url.replace("/v1", "/x/v1"))],
+            },
+            "drops": {"endpoints": [endpoint("drop-a", sim.base_url("drop"))]},
+            "malformed": {"endpoints": [endpoint("malformed-a", sim.base_url("malformed"))]},
+        },
+        "turn_log": {"sink": "local", "path": str(turn_log_path), "flush_interval_s": 0.5},
+    }
+
+
+@pytest.fixture(scope="session")
+def simulator():
+    from simprovider import start_simulator
+
+    with start_simulator(PROFILES) as sim:
+        yield sim
+
+
+@pytest.fixture(scope="session")
+def turn_log_path(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("turnlog")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """The one Ray instance of the test session, with Serve's flags set the
+    way ``nemo-router run`` sets them."""
+    from deployments.cli import DEFAULT_SERVE_MODE, apply_serve_mode
+
+    apply_serve_mode(os.environ.get("NEMO_TEST_SERVE_MODE", DEFAULT_SERVE_MODE))
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    from ray import serve
+
+    serve.shutdown()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def router(ray_session, simulator, turn_log_path):
+    from deployments.local import deploy
+    from router.config import parse_config
+
+    config = parse_config(router_config(simulator, turn_log_path), source="<tests>")
+    url = deploy(config)
+    with httpx.Client(base_url=url, timeout=30) as client:
+        assert client.get("/health").status_code == 200
+    return url
+
+
+@pytest.fixture
+def client(router):
+    with httpx.Client(base_url=router, timeout=20) as http:
+        yield http

@@ -1,0 +1,102 @@
+"""Every turn's record lands in the local Parquet turn log, written by the
+provider-caller replica inside Ray Serve."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+pytestmark = pytest.mark.ray
+
+USER = [{"role": "user", "content": "one two three"}]
+
+
+def wait_for_records(path, request_ids: set[str], timeout_s: float = 15.0) -> dict[str, dict]:
+    from turnlog import read_turn_log
+
+    deadline = time.monotonic() + timeout_s
+    rows: dict[str, dict] = {}
+    while time.monotonic() < deadline:
+        table = read_turn_log(path)
+        rows = {r["request_id"]: r for r in table.to_pylist() if r["request_id"] in request_ids}
+        if len(rows) == len(request_ids):
+            return rows
+        time.sleep(0.25)
+    return rows
+
+
+def test_every_turn_is_recorded_with_its_fields(client, turn_log_path):
+    ids = {name: f"test-{name}-{uuid.uuid4().hex[:8]}" for name in ("stream", "plain", "failover", "failed")}
+    with client.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={"model": "voice-fast", "messages": USER, "stream": True},
+        headers={"x-request-id": ids["stream"]},
+    ) as response:
+        assert response.headers["x-request-id"] == ids["stream"]
+        response.read()
+    client.post("/v1/chat/completions", json={"model": "voice-fast", "messages": USER}, headers={"x-request-id": ids["plain"]})
+    client.post(
+        "/v1/chat/completions",
+        json={"model": "failover-503", "messages": USER, "stream": True},
+        headers={"x-request-id": ids["failover"]},
+    )
+    client.post("/v1/chat/completions", json={"model": "all-fail", "messages": USER}, headers={"x-request-id": ids["failed"]})
+
+    rows = wait_for_records(turn_log_path, set(ids.values()))
+    assert set(rows) == set(ids.values())
+
+    streamed = rows[ids["stream"]]
+    assert streamed["model_group"] == "voice-fast"
+    assert streamed["endpoint"] == "sim-fast" and streamed["provider"] == "openai"
+    assert streamed["model"] == "sim-model"
+    assert streamed["streamed"] is True and streamed["status"] == "ok" and streamed["http_status"] == 200
+    assert 0.02 < streamed["ttft_s"] < streamed["total_s"] < 5
+    # The client did not ask for usage, but the router did: tokens are logged.
+    assert (streamed["prompt_tokens"], streamed["completion_tokens"]) == (3, 12)
+    assert streamed["timestamp"].tzinfo is not None
+
+    plain = rows[ids["plain"]]
+    assert plain["streamed"] is False and plain["completion_tokens"] == 12
+
+    failover = rows[ids["failover"]]
+    assert failover["endpoint"] == "fo-backup" and failover["fallback_count"] == 1
+    assert [(a["endpoint"], a["outcome"]) for a in failover["attempts"]] == [("fo-503", "upstream_5xx"), ("fo-backup", "ok")]
+    assert failover["attempts"][0]["http_status"] == 503
+
+    failed = rows[ids["failed"]]
+    assert failed["status"] == "error" and failed["http_status"] == 502
+    assert failed["endpoint"] is None and len(failed["attempts"]) == 2
+
+
+def test_client_disconnect_cancels_the_upstream_call_and_is_recorded(router, simulator, turn_log_path):
+    import httpx
+
+    request_id = f"test-cancel-{uuid.uuid4().hex[:8]}"
+    simulator.set_behavior("slow", ttft_ms=20, token_interval_ms=200, tokens=50)
+    simulator.set_behavior("fast", failure="http_503")
+    simulator.set_behavior("medium", failure="http_503")
+    try:
+        with httpx.Client(base_url=router, timeout=10) as client:
+            with client.stream(
+                "POST",
+                "/v1/chat/completions",
+                json={"model": "voice-fast", "messages": USER, "stream": True},
+                headers={"x-request-id": request_id},
+            ) as response:
+                assert response.headers["x-nemo-endpoint"] == "sim-slow"
+                next(response.iter_lines())  # one piece, then hang up
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and simulator.stats()["slow"]["in_flight"] > 0:
+            time.sleep(0.1)
+        assert simulator.stats()["slow"]["in_flight"] == 0  # the upstream connection was closed
+    finally:
+        simulator.set_behavior("slow", ttft_ms=150, token_interval_ms=2, tokens=12)
+        simulator.set_behavior("fast", failure="none")
+        simulator.set_behavior("medium", failure="none")
+    record = wait_for_records(turn_log_path, {request_id})[request_id]
+    assert record["status"] == "cancelled"
+    assert record["endpoint"] == "sim-slow"
+    assert record["total_s"] < 9  # ended with the client, not after 50 tokens at 200 ms
