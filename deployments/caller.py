@@ -78,4 +78,7 @@ def caller_deployment(config: RouterConfig):
         num_replicas=options.caller_replicas,
         max_ongoing_requests=options.caller_max_ongoing_requests,
         ray_actor_options={"num_cpus": 0},
+        # Serve's per-request access log costs CPU on every turn; the turn
+        # log records every turn already.
+        logging_config={"enable_access_log": False},
     )

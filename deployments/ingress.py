@@ -71,8 +71,18 @@ async def _forward(generator):
         generator.cancel()
 
 
-def _turn_headers(head: TurnHead) -> dict[str, str]:
-    return {"x-nemo-endpoint": head.endpoint, "x-nemo-provider": head.provider}
+def _turn_headers(turn: TurnRequest, head: TurnHead, plan_s: float, first_item_s: float) -> dict[str, str]:
+    """Serving headers, with the router's own time split out (W3C Server-Timing,
+    ms): ``plan`` the tracker call, ``dispatch`` ingress to caller, ``upstream``
+    the served attempt's time to first token, ``relay`` what is left of the
+    wait for the first item (the caller's work and the trip back)."""
+    dispatch_s = max(0.0, head.caller_received_at - turn.received_at - plan_s)
+    relay_s = max(0.0, first_item_s - dispatch_s - head.upstream_ttft_s)
+    timing = (
+        f"plan;dur={plan_s * 1000:.2f}, dispatch;dur={dispatch_s * 1000:.2f}, "
+        f"upstream;dur={head.upstream_ttft_s * 1000:.2f}, relay;dur={relay_s * 1000:.2f}"
+    )
+    return {"x-nemo-endpoint": head.endpoint, "x-nemo-provider": head.provider, "server-timing": timing}
 
 
 def _request_id(request: Request) -> str:
@@ -120,7 +130,9 @@ class Ingress:
         chat, raw = parse_chat_request(body)
         if chat.model not in self._config.model_groups:
             raise ModelNotFound(f"The model '{chat.model}' does not exist or is not served by this router", param="model")
+        plan_start = time.perf_counter()
         plan = await self._plan(chat.model)
+        plan_s = time.perf_counter() - plan_start
         turn = TurnRequest(
             request_id=request_id,
             group=chat.model,
@@ -132,8 +144,8 @@ class Ingress:
             received_at=received_at,
         )
         if chat.stream:
-            return await self._stream(turn)
-        return await self._complete(turn)
+            return await self._stream(turn, plan_s)
+        return await self._complete(turn, plan_s)
 
     # -- helpers ------------------------------------------------------------
 
@@ -153,8 +165,9 @@ class Ingress:
         """One call to the tracker; if it is unavailable, the configured order,
         so no turn fails because the tracker is restarting."""
         try:
-            return await asyncio.wait_for(self._get_tracker().plan.remote(group), TRACKER_TIMEOUT_S)
-        except (RayError, asyncio.TimeoutError, ValueError):
+            async with asyncio.timeout(TRACKER_TIMEOUT_S):
+                return await self._get_tracker().plan.remote(group)
+        except (RayError, TimeoutError, ValueError):
             log.warning("tracker unavailable; planning from configuration", exc_info=True)
             self._tracker = None
             group_config = self._config.model_groups[group]
@@ -167,7 +180,8 @@ class Ingress:
             self._tracker = ray.get_actor(options.tracker_name, namespace=options.tracker_namespace)
         return self._tracker
 
-    async def _stream(self, turn: TurnRequest) -> Response:
+    async def _stream(self, turn: TurnRequest, plan_s: float) -> Response:
+        dispatched = time.perf_counter()
         generator = self._stream_caller.stream_turn.remote(turn)
         try:
             head = await generator.__anext__()
@@ -176,15 +190,17 @@ class Ingress:
             raise
         if isinstance(head, TurnFailure):
             return JSONResponse(head.error, status_code=head.http_status)
-        headers = {**SSE_HEADERS, **_turn_headers(head)}
+        headers = {**SSE_HEADERS, **_turn_headers(turn, head, plan_s, time.perf_counter() - dispatched)}
         return StreamingResponse(_forward(generator), media_type="text/event-stream", headers=headers)
 
-    async def _complete(self, turn: TurnRequest) -> Response:
+    async def _complete(self, turn: TurnRequest, plan_s: float) -> Response:
+        dispatched = time.perf_counter()
         result = await self._caller.complete_turn.remote(turn)
         if isinstance(result, TurnFailure):
             return JSONResponse(result.error, status_code=result.http_status)
         head, payload = result
-        return Response(payload, media_type="application/json", headers=_turn_headers(head))
+        headers = _turn_headers(turn, head, plan_s, time.perf_counter() - dispatched)
+        return Response(payload, media_type="application/json", headers=headers)
 
 
 def ingress_deployment(config: RouterConfig):
@@ -195,4 +211,7 @@ def ingress_deployment(config: RouterConfig):
         num_replicas=options.ingress_replicas,
         max_ongoing_requests=options.ingress_max_ongoing_requests,
         ray_actor_options={"num_cpus": 0},
+        # Serve's per-request access log costs CPU on every turn; the turn
+        # log records every turn already.
+        logging_config={"enable_access_log": False},
     )

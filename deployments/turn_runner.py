@@ -39,6 +39,8 @@ class TurnHead:
     endpoint: str
     provider: str
     model: str
+    caller_received_at: float  # wall clock, s: when the caller got the turn
+    upstream_ttft_s: float  # from the served attempt's start to its first token
 
 
 @dataclass(slots=True, frozen=True)
@@ -69,6 +71,7 @@ class _Turn:
 
     request: TurnRequest
     started_s: float
+    received_at: float = field(default_factory=time.time)  # wall clock, s
     attempts: list[AttemptRecord] = field(default_factory=list)
     outcomes: list[AttemptOutcome] = field(default_factory=list)
     endpoint: str | None = None
@@ -153,9 +156,10 @@ class TurnRunner:
                     chunks = self._pool.chunks(response, endpoint.name)
                     budget_s = min(timeouts.first_token_s, deadline_s - self._clock())
                     first = await _read_to_first_content(chunks, relay, budget_s)
-                    turn.ttft_s = self._clock() - turn.started_s
+                    now = self._clock()
+                    turn.ttft_s = now - turn.started_s
                     turn.endpoint, turn.model = endpoint.name, relay.watch.model or endpoint.model
-                    yield TurnHead(endpoint.name, endpoint.provider, turn.model)
+                    yield TurnHead(endpoint.name, endpoint.provider, turn.model, turn.received_at, now - attempt_start)
                     yield first
                     try:
                         async for raw in chunks:
@@ -201,11 +205,13 @@ class TurnRunner:
             except UpstreamError as exc:
                 error = exc
             else:
-                turn.ttft_s = self._clock() - turn.started_s
+                now = self._clock()
+                turn.ttft_s = now - turn.started_s
                 turn.endpoint, turn.model = endpoint.name, completion.get("model") or endpoint.model
                 turn.usage, turn.status, turn.http_status = Usage.from_dict(completion.get("usage")), "ok", 200
                 self._attempt(turn, endpoint.name, attempt_start, OutcomeKind.OK)
-                return TurnHead(endpoint.name, endpoint.provider, turn.model), payload
+                head = TurnHead(endpoint.name, endpoint.provider, turn.model, turn.received_at, now - attempt_start)
+                return head, payload
             self._attempt(turn, endpoint.name, attempt_start, outcome_kind_of(error), error)
             errors.append(error)
             if not error.retryable:
