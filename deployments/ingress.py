@@ -16,13 +16,14 @@ import ray
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
-from ray.exceptions import RayError
+from ray.exceptions import RayError, RayTaskError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from router.config import RouterConfig
 from router.errors import ModelNotFound, PayloadTooLarge, RouterError
 from router.openai_wire import parse_chat_request
-from router.routing_state import AttemptPlan
+from router.routing_state import AttemptPlan, RoutingState
+from router.tags import eligible, parse_tags
 
 from deployments.turn_runner import TurnFailure, TurnHead, TurnRequest
 
@@ -85,6 +86,12 @@ def _turn_headers(turn: TurnRequest, head: TurnHead, plan_s: float, first_item_s
     return {"x-nemo-endpoint": head.endpoint, "x-nemo-provider": head.provider, "server-timing": timing}
 
 
+def _requested_tags(request: Request, raw: dict) -> tuple[str, ...]:
+    header = request.headers.get("x-nemo-tags")
+    body = raw.get("nemo_tags")
+    return tuple(sorted({*parse_tags(header, param="x-nemo-tags"), *parse_tags(body, param="nemo_tags")}))
+
+
 def _request_id(request: Request) -> str:
     # Serve's request-id middleware has already put the client's
     # x-request-id (or a fresh one) on the request, and echoes it on the
@@ -100,7 +107,9 @@ class Ingress:
         self._caller = caller
         self._stream_caller = caller.options(stream=True)
         self._tracker = None
-        self._tracker_lookup_at = 0.0
+        # Plans from configuration alone, for when the tracker is unreachable:
+        # tags and breakers still apply, live latency does not.
+        self._local_state = RoutingState(config)
 
     # -- routes -----------------------------------------------------------
 
@@ -128,10 +137,14 @@ class Ingress:
         request_id = _request_id(request)
         body = await self._read_body(request)
         chat, raw = parse_chat_request(body)
-        if chat.model not in self._config.model_groups:
+        group = self._config.model_groups.get(chat.model)
+        if group is None:
             raise ModelNotFound(f"The model '{chat.model}' does not exist or is not served by this router", param="model")
+        tags = _requested_tags(request, raw)
+        has_tools = bool(chat.tools)
+        eligible(chat.model, group.endpoints, tags, has_tools=has_tools)  # a clear 400 before any Ray call
         plan_start = time.perf_counter()
-        plan = await self._plan(chat.model)
+        plan = await self._plan(chat.model, tags=tags, has_tools=has_tools, stream=chat.stream)
         plan_s = time.perf_counter() - plan_start
         turn = TurnRequest(
             request_id=request_id,
@@ -161,18 +174,21 @@ class Ingress:
                 raise PayloadTooLarge(f"request body exceeds {limit} bytes")
         return body
 
-    async def _plan(self, group: str) -> AttemptPlan:
-        """One call to the tracker; if it is unavailable, the configured order,
-        so no turn fails because the tracker is restarting."""
+    async def _plan(self, group: str, *, tags: tuple[str, ...], has_tools: bool, stream: bool) -> AttemptPlan:
+        """One call to the tracker. If it is unavailable (restarting, or slower
+        than TRACKER_TIMEOUT_S), plan locally, so no turn fails because of it."""
+        options = {"required_tags": tags, "has_tools": has_tools, "stream": stream}
         try:
             async with asyncio.timeout(TRACKER_TIMEOUT_S):
-                return await self._get_tracker().plan.remote(group)
+                return await self._get_tracker().plan.remote(group, **options)
+        except RayTaskError as exc:
+            if isinstance(exc.cause, RouterError):
+                raise exc.cause from None
+            log.warning("tracker failed to plan; planning locally", exc_info=True)
         except (RayError, TimeoutError, ValueError):
-            log.warning("tracker unavailable; planning from configuration", exc_info=True)
+            log.warning("tracker unavailable; planning locally", exc_info=True)
             self._tracker = None
-            group_config = self._config.model_groups[group]
-            endpoints = tuple(e.name for e in group_config.endpoints)
-            return AttemptPlan(group, endpoints, min(group_config.max_attempts, len(endpoints)))
+        return self._local_state.plan(group, **options)
 
     def _get_tracker(self):
         if self._tracker is None:

@@ -20,8 +20,8 @@ class LatencyTracker:
     def __init__(self, config: RouterConfig):
         self._state = RoutingState(config)
 
-    def plan(self, group: str) -> AttemptPlan:
-        return self._state.plan(group)
+    def plan(self, group: str, *, required_tags: tuple[str, ...] = (), has_tools: bool = False, stream: bool = True) -> AttemptPlan:
+        return self._state.plan(group, required_tags=required_tags, has_tools=has_tools, stream=stream)
 
     def report(self, outcomes: list[AttemptOutcome]) -> None:
         # Attempts after a plan's first endpoint were not counted in flight

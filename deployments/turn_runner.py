@@ -75,7 +75,8 @@ class _Turn:
     attempts: list[AttemptRecord] = field(default_factory=list)
     outcomes: list[AttemptOutcome] = field(default_factory=list)
     endpoint: str | None = None
-    ttft_s: float | None = None
+    ttft_s: float | None = None  # from the turn's start
+    attempt_ttft_s: float | None = None  # from the served attempt's start
     usage: Usage | None = None
     model: str | None = None
     status: str = "error"
@@ -157,9 +158,9 @@ class TurnRunner:
                     budget_s = min(timeouts.first_token_s, deadline_s - self._clock())
                     first = await _read_to_first_content(chunks, relay, budget_s)
                     now = self._clock()
-                    turn.ttft_s = now - turn.started_s
+                    turn.ttft_s, turn.attempt_ttft_s = now - turn.started_s, now - attempt_start
                     turn.endpoint, turn.model = endpoint.name, relay.watch.model or endpoint.model
-                    yield TurnHead(endpoint.name, endpoint.provider, turn.model, turn.received_at, now - attempt_start)
+                    yield TurnHead(endpoint.name, endpoint.provider, turn.model, turn.received_at, turn.attempt_ttft_s)
                     yield first
                     try:
                         async for raw in chunks:
@@ -206,11 +207,11 @@ class TurnRunner:
                 error = exc
             else:
                 now = self._clock()
-                turn.ttft_s = now - turn.started_s
+                turn.ttft_s, turn.attempt_ttft_s = now - turn.started_s, now - attempt_start
                 turn.endpoint, turn.model = endpoint.name, completion.get("model") or endpoint.model
                 turn.usage, turn.status, turn.http_status = Usage.from_dict(completion.get("usage")), "ok", 200
                 self._attempt(turn, endpoint.name, attempt_start, OutcomeKind.OK)
-                head = TurnHead(endpoint.name, endpoint.provider, turn.model, turn.received_at, now - attempt_start)
+                head = TurnHead(endpoint.name, endpoint.provider, turn.model, turn.received_at, turn.attempt_ttft_s)
                 return head, payload
             self._attempt(turn, endpoint.name, attempt_start, outcome_kind_of(error), error)
             errors.append(error)
@@ -232,7 +233,7 @@ class TurnRunner:
                 endpoint,
                 kind,
                 duration_s,
-                ttft_s=turn.ttft_s if kind is OutcomeKind.OK else None,
+                ttft_s=turn.attempt_ttft_s if kind is OutcomeKind.OK else None,
                 http_status=http_status,
                 retry_after_s=getattr(error, "retry_after_s", None),
                 fallback=bool(turn.outcomes),

@@ -10,8 +10,12 @@ Shape::
     server:       {host, port, max_body_bytes}
     model_groups:
       voice-fast:
-        strategy: ordered
+        strategy: latency-based | least-busy | weighted-shuffle | ordered
         timeouts: {connect_s, first_token_s, total_s}
+        latency: {decay_s, explore_share, in_flight_penalty, failure_penalty_s}
+        breaker: {consecutive_failures, error_rate, window_s, min_requests,
+                  cooldown_s, max_cooldown_s}
+        health_check: {enabled, interval_s, timeout_s}
         endpoints:
           - {name, provider, base_url, model, api_key_env, tags, weight}
     turn_log:     {sink: local, path, flush_interval_s, flush_max_records}
@@ -22,16 +26,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from router.errors import ConfigError, ConfigIssue
+from router.tags import TAG_PATTERN
 
 __all__ = [
     "EndpointConfig",
     "TimeoutConfig",
+    "StrategyName",
+    "LatencyConfig",
+    "BreakerConfig",
+    "HealthCheckConfig",
     "ModelGroupConfig",
     "ServerConfig",
     "TurnLogConfig",
@@ -50,7 +59,9 @@ class EndpointConfig(_Frozen):
     """One upstream that can serve a model group.
 
     ``api_key_env`` names the environment variable holding the key; the key
-    itself never appears in config, logs or responses.
+    itself never appears in config, logs or responses. ``tags`` are
+    lowercase labels requests can ask for (``router.tags``); ``weight`` is
+    the relative share under ``weighted-shuffle`` (default 1).
     """
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._:/-]+$")
@@ -58,7 +69,7 @@ class EndpointConfig(_Frozen):
     base_url: str = Field(pattern=r"^https?://")
     model: str = Field(min_length=1)
     api_key_env: str | None = None
-    tags: tuple[str, ...] = ()
+    tags: tuple[Annotated[str, StringConstraints(pattern=TAG_PATTERN)], ...] = ()
     weight: float = Field(default=1.0, gt=0)
 
 
@@ -80,13 +91,104 @@ class TimeoutConfig(_Frozen):
         return self
 
 
-class ModelGroupConfig(_Frozen):
-    """A name clients ask for, served by one or more endpoints."""
+StrategyName = Literal["latency-based", "least-busy", "weighted-shuffle", "ordered"]
+"""How a group ranks its endpoints; see ``router.strategies``."""
 
-    strategy: Literal["ordered"] = "ordered"
+
+class LatencyConfig(_Frozen):
+    """Tuning of the ``latency-based`` strategy (``router.strategies``).
+
+    ``decay_s``: time constant, in seconds, of the peak-EWMA's decay towards
+    a lower sample (default 5; Finagle and tower use 10, but a voice group
+    should win back a fast endpoint within seconds of a single hiccup); an
+    endpoint with no sample for ``decay_s`` counts as having no recent data.
+
+    ``explore_share``: probability that a turn goes to a random endpoint
+    without recent data instead of the best (default 0.05; 0 disables), so
+    none is starved of fresh signal.
+
+    ``in_flight_penalty``: score = latency x (1 + in_flight_penalty x
+    in_flight). 1.0 is tower's ``cost x (pending + 1)``; the default 0.1 is
+    much softer because hosted LLM endpoints barely slow down with one
+    router's load, batched reports make in-flight counts lag by up to one
+    report interval, and the age of pending turns already marks a stalling
+    endpoint as slow. Raise it for self-hosted endpoints that queue.
+
+    ``failure_penalty_s``: the latency sample a failed attempt counts as, at
+    least (default None: the group's ``timeouts.first_token_s``, i.e. as bad
+    as a turn that ran out its first-token deadline).
+    """
+
+    decay_s: float = Field(default=5.0, gt=0)
+    explore_share: float = Field(default=0.05, ge=0, le=0.5)
+    in_flight_penalty: float = Field(default=0.1, ge=0)
+    failure_penalty_s: float | None = Field(default=None, gt=0)
+
+
+class BreakerConfig(_Frozen):
+    """The per-endpoint circuit breaker (``router.breaker``), Envoy-style.
+
+    Opens after ``consecutive_failures`` failed attempts in a row (default 3),
+    or when at least ``min_requests`` attempts (default 10) in the last
+    ``window_s`` seconds (default 30) failed at a rate of ``error_rate`` or
+    more (default 0.5). Stays open ``cooldown_s`` seconds (default 5), then
+    lets one probe turn through; each re-opening without a full recovery
+    doubles the cooldown, up to ``max_cooldown_s`` (default 60).
+    """
+
+    consecutive_failures: int = Field(default=3, ge=1)
+    error_rate: float = Field(default=0.5, gt=0, le=1)
+    window_s: float = Field(default=30.0, gt=0)
+    min_requests: int = Field(default=10, ge=1)
+    cooldown_s: float = Field(default=5.0, gt=0)
+    max_cooldown_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _cooldowns_ordered(self) -> "BreakerConfig":
+        if self.max_cooldown_s < self.cooldown_s:
+            raise ValueError("max_cooldown_s must not be less than cooldown_s")
+        return self
+
+
+class HealthCheckConfig(_Frozen):
+    """An optional active health check per endpoint (run by ``deployments``).
+
+    Off by default. ``interval_s``: seconds between checks of one endpoint
+    (default 10); ``timeout_s``: seconds one check may take (default 2),
+    at most ``interval_s``.
+    """
+
+    enabled: bool = False
+    interval_s: float = Field(default=10.0, gt=0)
+    timeout_s: float = Field(default=2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _timeout_within_interval(self) -> "HealthCheckConfig":
+        if self.timeout_s > self.interval_s:
+            raise ValueError("timeout_s must not exceed interval_s")
+        return self
+
+
+class ModelGroupConfig(_Frozen):
+    """A name clients ask for, served by one or more endpoints.
+
+    ``strategy`` defaults to ``latency-based``, the one for voice. A
+    ``latency:`` block is only accepted with that strategy.
+    """
+
+    strategy: StrategyName = "latency-based"
     endpoints: tuple[EndpointConfig, ...] = Field(min_length=1)
     timeouts: TimeoutConfig = TimeoutConfig()
     max_attempts: int = Field(default=3, ge=1)
+    latency: LatencyConfig = LatencyConfig()
+    breaker: BreakerConfig = BreakerConfig()
+    health_check: HealthCheckConfig = HealthCheckConfig()
+
+    @model_validator(mode="after")
+    def _latency_block_needs_latency_strategy(self) -> "ModelGroupConfig":
+        if "latency" in self.model_fields_set and self.strategy != "latency-based":
+            raise ValueError(f"a latency: block only applies to strategy latency-based, not {self.strategy!r}")
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> "ModelGroupConfig":

@@ -9,6 +9,7 @@ its ``retryable`` / ``counts_against_health`` attributes.
     ├── ClientError                      the request itself is wrong (4xx)
     │   ├── InvalidRequest               400 malformed JSON, wrong types
     │   ├── ModelNotFound                404 unknown model or group
+    │   ├── NoEligibleEndpoint           400 no endpoint has the required tags
     │   └── PayloadTooLarge              413 body over the configured limit
     └── UpstreamError                    one attempt at one endpoint failed
         ├── UpstreamConnectError         connection refused / reset (local)
@@ -28,6 +29,7 @@ __all__ = [
     "ClientError",
     "InvalidRequest",
     "ModelNotFound",
+    "NoEligibleEndpoint",
     "PayloadTooLarge",
     "UpstreamError",
     "UpstreamConnectError",
@@ -77,6 +79,20 @@ class InvalidRequest(ClientError):
 class ModelNotFound(ClientError):
     http_status = 404
     code = "model_not_found"
+
+
+class NoEligibleEndpoint(ClientError):
+    """No endpoint of the group carries every tag the turn requires.
+
+    ``missing_tags`` names them; the message says which and why (e.g. the
+    request carries tools, so it needs ``function-calling``).
+    """
+
+    code = "no_eligible_endpoint"
+
+    def __init__(self, message: str, *, missing_tags: tuple[str, ...] = (), param: str | None = "tags"):
+        super().__init__(message, param=param)
+        self.missing_tags = tuple(missing_tags)
 
 
 class PayloadTooLarge(ClientError):

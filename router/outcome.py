@@ -57,8 +57,10 @@ def outcome_kind_of(error: UpstreamError) -> OutcomeKind:
 
 @dataclass(slots=True, frozen=True)
 class AttemptOutcome:
-    """One attempt's result. Times in seconds; ``ttft_s`` is None when no
-    content token arrived. ``retry_after_s`` comes from a 429/503 reply."""
+    """One attempt's result. Times in seconds, measured from the attempt's
+    own start (not the turn's, so a fallback's TTFT does not include the
+    attempts before it); ``ttft_s`` is None when no content token arrived.
+    ``retry_after_s`` comes from a 429/503 reply."""
 
     endpoint: str
     kind: OutcomeKind

@@ -1,23 +1,43 @@
 """The global routing state the ``LatencyTracker`` actor holds.
 
-A plain object: the actor wraps it, tests drive it directly. In this
-increment a plan is the group's endpoints in configured order (the
-``ordered`` strategy); live-signal strategies plug in behind ``plan``.
-The state already counts turns in flight and keeps per-endpoint outcome
-counters, fed by ``observe``.
+A plain object: the actor wraps it, tests drive it directly. One ``plan``
+call per turn; finished attempts come back in batches through ``observe``.
+
+Planning a turn:
+
+1. Tags: only endpoints carrying every requested tag (and
+   ``function-calling`` if the turn has tools) qualify; none is
+   ``NoEligibleEndpoint`` (``router.tags``).
+2. Health: endpoints whose breaker lets a turn through (closed, or
+   half-open with its single probe free) are ranked by the group's strategy
+   (``router.strategies``). The others (open, held by ``Retry-After``, or
+   half-open with the probe out) follow, soonest back first: they are
+   skipped while a healthy endpoint remains, but the group is never emptied,
+   since trying a tripped endpoint beats failing the turn outright.
+3. The first endpoint is counted in flight at once, with the time, so the
+   next plan sees it without waiting for a report, and the age of its
+   oldest pending turn is live signal (``EndpointLoad.lateness_s``).
+
+Fallback attempts beyond the first endpoint are counted by ``started``.
+Every outcome (ok, error, cancel alike) releases one turn in flight; counts
+never go negative.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from router.config import RouterConfig
+from router.config import ModelGroupConfig, RouterConfig
+from router.endpoint_state import EndpointState
 from router.errors import ModelNotFound
 from router.outcome import AttemptOutcome, OutcomeKind
+from router.strategies import Strategy, make_strategy
+from router.tags import eligible
 
-__all__ = ["AttemptPlan", "EndpointStats", "RoutingState"]
+__all__ = ["AttemptPlan", "RoutingState"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -29,68 +49,112 @@ class AttemptPlan:
     max_attempts: int
 
 
-@dataclass(slots=True)
-class EndpointStats:
-    in_flight: int = 0
-    turns: int = 0
-    failures: int = 0
-    last_ttft_s: float | None = None
-    last_outcome: str | None = None
-    last_seen_s: float | None = None
-    outcomes: dict[str, int] = field(default_factory=dict)
-
-
 class RoutingState:
-    def __init__(self, config: RouterConfig, clock: Callable[[], float] = time.monotonic):
+    """Live routing signal for every endpoint of every group.
+
+    Args:
+        config: The validated router config; strategies and breakers are
+            built from it once, here.
+        clock: Monotonic time source in seconds (default ``time.monotonic``).
+        rng: Random source for tie-breaking, exploration and shuffles
+            (default a fresh ``random.Random()``).
+    """
+
+    def __init__(
+        self,
+        config: RouterConfig,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ):
         self._config = config
         self._clock = clock
-        self._stats: dict[str, EndpointStats] = {
-            e.name: EndpointStats() for g in config.model_groups.values() for e in g.endpoints
+        rng = rng if rng is not None else random.Random()
+        self._strategies: dict[str, Strategy] = {
+            name: make_strategy(group.strategy, rng, group.latency) for name, group in config.model_groups.items()
+        }
+        self._endpoints: dict[str, EndpointState] = {
+            endpoint.name: EndpointState(endpoint, position, name, group, clock)
+            for name, group in config.model_groups.items()
+            for position, endpoint in enumerate(group.endpoints)
         }
 
-    def plan(self, group: str) -> AttemptPlan:
-        try:
-            group_config = self._config.model_groups[group]
-        except KeyError:
-            raise ModelNotFound(f"The model '{group}' does not exist or is not served by this router", param="model") from None
-        endpoints = tuple(e.name for e in group_config.endpoints)
+    def plan(
+        self,
+        group: str,
+        *,
+        required_tags: Iterable[str] = (),
+        has_tools: bool = False,
+        stream: bool = True,
+    ) -> AttemptPlan:
+        """Rank the group's endpoints for one turn and count the first in flight.
+
+        Raises ``ModelNotFound`` for an unknown group and ``NoEligibleEndpoint``
+        when no endpoint carries the required tags.
+        """
+        group_config = self._group(group)
+        candidates = eligible(group, group_config.endpoints, required_tags, has_tools=has_tools)
+        now_s = self._clock()
+        states = [self._endpoints[e.name] for e in candidates]
+        for state in states:
+            state.pending.expire(now_s)
+        available = {s.name: s.breaker.available() for s in states}  # asked once: the clock moves
+        ready = [s for s in states if available[s.name]]
+        tripped = sorted((s for s in states if not available[s.name]), key=lambda s: s.breaker.open_until_s or 0.0)
+        ranked = self._strategies[group].rank([s.load(now_s, stream=stream) for s in ready])
+        endpoints = tuple(load.name for load in ranked) + tuple(s.name for s in tripped)
         # The first endpoint is the one the caller will try: count it in
         # flight now, so the next plan sees it without waiting for a report.
-        self._stats[endpoints[0]].in_flight += 1
+        self._endpoints[endpoints[0]].start(now_s)
         return AttemptPlan(group, endpoints, min(group_config.max_attempts, len(endpoints)))
 
     def started(self, endpoints: Iterable[str]) -> None:
         """Fallback attempts beyond the plan's first endpoint, now in flight."""
-        for endpoint in endpoints:
-            if endpoint in self._stats:
-                self._stats[endpoint].in_flight += 1
+        now_s = self._clock()
+        for name in endpoints:
+            state = self._endpoints.get(name)
+            if state is not None:
+                state.start(now_s)
 
     def observe(self, outcomes: Iterable[AttemptOutcome]) -> None:
-        """Take finished attempts; each releases the in-flight slot it held."""
-        now = self._clock()
+        """Take finished attempts; each releases one turn in flight at its
+        endpoint and feeds its latency estimates and breaker."""
+        now_s = self._clock()
         for outcome in outcomes:
-            stats = self._stats.get(outcome.endpoint)
-            if stats is None:
-                continue  # an endpoint removed by a config reload
-            stats.in_flight = max(0, stats.in_flight - 1)
-            stats.turns += 1
-            stats.last_seen_s = now
-            stats.last_outcome = outcome.kind.value
-            stats.outcomes[outcome.kind.value] = stats.outcomes.get(outcome.kind.value, 0) + 1
-            if outcome.kind.counts_against_health:
-                stats.failures += 1
-            if outcome.kind is OutcomeKind.OK and outcome.ttft_s is not None:
-                stats.last_ttft_s = outcome.ttft_s
+            state = self._endpoints.get(outcome.endpoint)
+            if state is not None:  # else an endpoint removed by a config reload
+                state.finish(outcome, now_s)
+
+    def health_checked(self, endpoint: str, kind: OutcomeKind, retry_after_s: float | None = None) -> None:
+        """An active health check's result (``health_check:`` in config).
+
+        Feeds the breaker only: a check is not a turn, so it neither releases
+        a turn in flight nor counts as a latency sample. A failed check counts
+        towards opening; once the cooldown is over, a passing one closes the
+        breaker like a successful probe.
+        """
+        state = self._endpoints.get(endpoint)
+        if state is not None:
+            state.breaker.observe(kind, retry_after_s)
 
     def snapshot(self) -> dict[str, dict]:
-        return {
-            name: {
-                "in_flight": s.in_flight,
-                "turns": s.turns,
-                "failures": s.failures,
-                "last_ttft_s": s.last_ttft_s,
-                "last_outcome": s.last_outcome,
-                "outcomes": dict(s.outcomes),
+        """Per endpoint: group, strategy, score (the group strategy's, for a
+        streaming turn; lower is better), in_flight, breaker state, TTFT and
+        total-time estimates, recent TTFT p50/p99, counters. Seconds."""
+        now_s = self._clock()
+        result: dict[str, dict] = {}
+        for name, state in self._endpoints.items():
+            state.pending.expire(now_s)
+            strategy = self._strategies[state.group]
+            result[name] = {
+                **state.summary(),
+                "strategy": strategy.name,
+                "score": strategy.score(state.load(now_s)),
+                "oldest_pending_s": state.pending.oldest_age_s(now_s),
             }
-            for name, s in self._stats.items()
-        }
+        return result
+
+    def _group(self, group: str) -> ModelGroupConfig:
+        try:
+            return self._config.model_groups[group]
+        except KeyError:
+            raise ModelNotFound(f"The model '{group}' does not exist or is not served by this router", param="model") from None

@@ -25,6 +25,12 @@ PROFILES = {
     "hang": {"failure": "hang"},
     "drop": {"ttft_ms": 10, "token_interval_ms": 2, "tokens": 20, "failure": "drop_after", "drop_after_tokens": 3},
     "malformed": {"ttft_ms": 10, "failure": "malformed"},
+    # Live routing (issue 3): their own profiles, changed at run time.
+    "lat-a": {"ttft_ms": 40, "token_interval_ms": 2, "tokens": 5},
+    "lat-b": {"ttft_ms": 120, "token_interval_ms": 2, "tokens": 5},
+    "lat-c": {"ttft_ms": 250, "token_interval_ms": 2, "tokens": 5},
+    "busy": {"ttft_ms": 20, "token_interval_ms": 100, "tokens": 15},
+    "flaky": {"failure": "http_500"},
 }
 
 
@@ -40,28 +46,53 @@ def endpoint(name: str, url: str, **extra) -> dict:
 
 def router_config(sim, turn_log_path: Path) -> dict:
     refused_url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    # Groups whose tests expect a fixed first choice use the ordered strategy.
+    ordered = {"strategy": "ordered"}
+    # Failover tests test failover: keep the breaker from taking the failing
+    # endpoint out of the plan (the breaker has its own group and test).
+    failover = {**ordered, "breaker": {"consecutive_failures": 10_000, "min_requests": 10_000}}
     return {
         "server": {"port": ROUTER_PORT, "max_body_bytes": 65536},
+        # Two ingress replicas: routing state must be global, not per replica.
+        "deployments": {"ingress_replicas": 2, "report_interval_s": 0.05},
         "model_groups": {
             "voice-fast": {
+                **ordered,
                 "endpoints": [
                     endpoint("sim-fast", sim.base_url("fast"), tags=["function-calling"]),
                     endpoint("sim-medium", sim.base_url("medium")),
                     endpoint("sim-slow", sim.base_url("slow")),
                 ]
             },
-            "failover-503": {"endpoints": [endpoint("fo-503", sim.base_url("always-503")), endpoint("fo-backup", sim.base_url("backup"))]},
-            "failover-refused": {"endpoints": [endpoint("refused", refused_url), endpoint("refused-backup", sim.base_url("backup"))]},
+            "failover-503": {**failover, "endpoints": [endpoint("fo-503", sim.base_url("always-503")), endpoint("fo-backup", sim.base_url("backup"))]},
+            "failover-refused": {**failover, "endpoints": [endpoint("refused", refused_url), endpoint("refused-backup", sim.base_url("backup"))]},
             "failover-hang": {
+                **failover,
                 "timeouts": {"first_token_s": 1.0, "total_s": 10},
                 "endpoints": [endpoint("hang-a", sim.base_url("hang")), endpoint("hang-backup", sim.base_url("backup"))],
             },
             "all-fail": {
+                **failover,
                 "timeouts": {"first_token_s": 1.0, "total_s": 5},
                 "endpoints": [endpoint("af-500", sim.base_url("always-500")), endpoint("af-refused", refused_url.replace("/v1", "/x/v1"))],
             },
-            "drops": {"endpoints": [endpoint("drop-a", sim.base_url("drop"))]},
-            "malformed": {"endpoints": [endpoint("malformed-a", sim.base_url("malformed"))]},
+            "failover-log": {**failover, "endpoints": [endpoint("log-500", sim.base_url("always-500")), endpoint("log-backup", sim.base_url("backup"))]},
+            "drops": {**ordered, "endpoints": [endpoint("drop-a", sim.base_url("drop"))]},
+            "malformed": {**ordered, "endpoints": [endpoint("malformed-a", sim.base_url("malformed"))]},
+            "live": {
+                "strategy": "latency-based",
+                "latency": {"explore_share": 0.05},
+                "endpoints": [endpoint(f"live-{x}", sim.base_url(f"lat-{x}")) for x in "abc"],
+            },
+            "least-busy": {
+                "strategy": "least-busy",
+                "endpoints": [endpoint(f"lb-{x}", sim.base_url("busy")) for x in "abc"],
+            },
+            "breaker": {
+                **ordered,
+                "breaker": {"consecutive_failures": 2, "cooldown_s": 30, "max_cooldown_s": 60},
+                "endpoints": [endpoint("br-flaky", sim.base_url("flaky")), endpoint("br-backup", sim.base_url("backup"))],
+            },
         },
         "turn_log": {"sink": "local", "path": str(turn_log_path), "flush_interval_s": 0.5},
     }

@@ -97,3 +97,45 @@ def test_shipped_example_config_is_valid():
 
     config = load_config(Path(__file__).resolve().parents[1] / "config" / "router.example.yaml")
     assert config.model_groups["voice-fast"].endpoints[0].api_key_env == "OPENAI_API_KEY"
+
+
+def group_raw(**group):
+    return {"model_groups": {"g": {"endpoints": [{"name": "a", "base_url": "http://h/v1", "model": "m"}], **group}}}
+
+
+def test_routing_defaults_suit_voice():
+    group = parse_config(group_raw()).model_groups["g"]
+    assert group.strategy == "latency-based"
+    assert (group.latency.decay_s, group.latency.explore_share, group.latency.in_flight_penalty) == (5.0, 0.05, 0.1)
+    assert group.latency.failure_penalty_s is None
+    breaker = group.breaker
+    assert (breaker.consecutive_failures, breaker.error_rate, breaker.window_s, breaker.min_requests) == (3, 0.5, 30.0, 10)
+    assert (breaker.cooldown_s, breaker.max_cooldown_s) == (5.0, 60.0)
+    assert group.health_check.enabled is False and group.health_check.interval_s == 10.0
+    for strategy in ("latency-based", "least-busy", "weighted-shuffle", "ordered"):
+        assert parse_config(group_raw(strategy=strategy)).model_groups["g"].strategy == strategy
+
+
+@pytest.mark.parametrize(
+    ("group", "path_fragment", "reason_fragment"),
+    [
+        ({"strategy": "fastest"}, "model_groups.g.strategy", "latency-based"),
+        ({"strategy": "least-busy", "latency": {"decay_s": 2}}, "model_groups.g", "only applies to strategy latency-based"),
+        ({"latency": {"explore_share": 0.9}}, "model_groups.g.latency.explore_share", "less than or equal"),
+        ({"latency": {"decay_s": 0}}, "model_groups.g.latency.decay_s", "greater than 0"),
+        ({"breaker": {"cooldown_s": 30, "max_cooldown_s": 10}}, "model_groups.g.breaker", "max_cooldown_s"),
+        ({"breaker": {"error_rate": 0}}, "model_groups.g.breaker.error_rate", "greater than 0"),
+        ({"breaker": {"consecutive_failures": 0}}, "model_groups.g.breaker.consecutive_failures", "greater than or equal"),
+        ({"breaker": {"consecutive": 3}}, "model_groups.g.breaker.consecutive", "Extra inputs"),
+        ({"health_check": {"interval_s": 1, "timeout_s": 5}}, "model_groups.g.health_check", "timeout_s"),
+    ],
+)
+def test_bad_routing_settings_are_rejected_with_their_path(group, path_fragment, reason_fragment):
+    with pytest.raises(ConfigError) as info:
+        parse_config(group_raw(**group))
+    assert path_fragment in str(info.value) and reason_fragment in str(info.value)
+
+
+def test_latency_block_with_the_default_strategy_is_accepted():
+    group = parse_config(group_raw(latency={"explore_share": 0, "failure_penalty_s": 2})).model_groups["g"]
+    assert group.latency.explore_share == 0 and group.latency.failure_penalty_s == 2

@@ -171,14 +171,28 @@ def test_unknown_route_and_method_are_openai_errors(client):
 
 
 def test_tracker_sees_outcomes_from_turns(client):
+    before = client.get("/v1/routing").json()["endpoints"]
     for _ in range(3):
-        client.post("/v1/chat/completions", json={"model": "failover-503", "messages": USER})
+        assert client.post("/v1/chat/completions", json={"model": "all-fail", "messages": USER}).status_code == 502
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         state = client.get("/v1/routing").json()["endpoints"]
-        if state["fo-503"]["failures"] >= 3 and state["fo-backup"]["turns"] >= 3:
+        if state["af-refused"]["turns"] - before["af-refused"]["turns"] >= 3:
             break
         time.sleep(0.2)
-    assert state["fo-503"]["failures"] >= 3
-    assert state["fo-backup"]["in_flight"] == 0
-    assert state["fo-503"]["outcomes"].get("upstream_5xx", 0) >= 3
+    assert state["af-500"]["outcomes"].get("upstream_5xx", 0) - before["af-500"]["outcomes"].get("upstream_5xx", 0) == 3
+    assert state["af-refused"]["outcomes"].get("connect_error", 0) - before["af-refused"]["outcomes"].get("connect_error", 0) == 3
+    assert state["af-500"]["in_flight"] == 0 and state["af-refused"]["in_flight"] == 0
+
+
+def test_a_503_with_retry_after_holds_the_endpoint_out(client, simulator):
+    # always-503 answers with Retry-After: 1: for that second the plans put
+    # it last, so the next turn does not even try it.
+    time.sleep(1.1)  # any earlier hold has ended
+    assert client.post("/v1/chat/completions", json={"model": "failover-503", "messages": USER}).status_code == 200
+    time.sleep(0.2)  # outcome reports are batched every 50 ms
+    assert client.get("/v1/routing").json()["endpoints"]["fo-503"]["breaker"] == "open"
+    tried_before = simulator.stats()["always-503"]["requests"]
+    response = client.post("/v1/chat/completions", json={"model": "failover-503", "messages": USER})
+    assert response.headers["x-nemo-endpoint"] == "fo-backup"
+    assert simulator.stats()["always-503"]["requests"] == tried_before

@@ -40,7 +40,7 @@ def test_every_turn_is_recorded_with_its_fields(client, turn_log_path):
     client.post("/v1/chat/completions", json={"model": "voice-fast", "messages": USER}, headers={"x-request-id": ids["plain"]})
     client.post(
         "/v1/chat/completions",
-        json={"model": "failover-503", "messages": USER, "stream": True},
+        json={"model": "failover-log", "messages": USER, "stream": True},
         headers={"x-request-id": ids["failover"]},
     )
     client.post("/v1/chat/completions", json={"model": "all-fail", "messages": USER}, headers={"x-request-id": ids["failed"]})
@@ -62,9 +62,9 @@ def test_every_turn_is_recorded_with_its_fields(client, turn_log_path):
     assert plain["streamed"] is False and plain["completion_tokens"] == 12
 
     failover = rows[ids["failover"]]
-    assert failover["endpoint"] == "fo-backup" and failover["fallback_count"] == 1
-    assert [(a["endpoint"], a["outcome"]) for a in failover["attempts"]] == [("fo-503", "upstream_5xx"), ("fo-backup", "ok")]
-    assert failover["attempts"][0]["http_status"] == 503
+    assert failover["endpoint"] == "log-backup" and failover["fallback_count"] == 1
+    assert [(a["endpoint"], a["outcome"]) for a in failover["attempts"]] == [("log-500", "upstream_5xx"), ("log-backup", "ok")]
+    assert failover["attempts"][0]["http_status"] == 500
 
     failed = rows[ids["failed"]]
     assert failed["status"] == "error" and failed["http_status"] == 502

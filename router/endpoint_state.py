@@ -1,0 +1,156 @@
+"""The live signal the tracker keeps for one endpoint.
+
+Turns in flight (``PendingTurns``), peak-EWMA estimates of time to first
+token, of total time and of time in flight, the circuit breaker, a bounded
+ring of recent TTFTs for p50/p99, and outcome counters. ``RoutingState``
+owns one per configured endpoint and reads it as an ``EndpointLoad``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from router.breaker import CircuitBreaker
+from router.config import EndpointConfig, ModelGroupConfig
+from router.outcome import AttemptOutcome, OutcomeKind
+from router.peak_ewma import PeakEwma
+from router.pending import PendingTurns
+from router.strategies import EndpointLoad
+
+__all__ = ["EndpointState", "RECENT_TTFTS", "PENDING_SLACK_S"]
+
+RECENT_TTFTS = 256
+"""How many recent TTFTs the p50/p99 shown by ``/v1/routing`` are taken over."""
+
+PENDING_SLACK_S = 5.0
+"""Seconds past a group's ``total_s`` after which an unreported turn is
+forgotten (outcomes normally arrive within ``report_interval_s``)."""
+
+
+@dataclass(slots=True)
+class _Counters:
+    turns: int = 0
+    failures: int = 0
+    last_ttft_s: float | None = None
+    last_outcome: str | None = None
+    last_seen_s: float | None = None
+
+
+class EndpointState:
+    """One endpoint's live signal. Times in seconds from ``clock``.
+
+    A failed attempt (an outcome that ``counts_against_health``) is a latency
+    sample of ``max(duration_s, failure_penalty_s)`` for both estimates; a
+    cancelled or rejected one is no latency sample, but still releases its
+    turn in flight.
+    """
+
+    def __init__(
+        self,
+        endpoint: EndpointConfig,
+        position: int,
+        group: str,
+        group_config: ModelGroupConfig,
+        clock: Callable[[], float],
+    ):
+        self.name = endpoint.name
+        self.group = group
+        self.position = position
+        self.weight = endpoint.weight
+        decay_s = group_config.latency.decay_s
+        max_age_s = group_config.timeouts.total_s + PENDING_SLACK_S
+        self.failure_penalty_s = group_config.latency.failure_penalty_s or group_config.timeouts.first_token_s
+        self.pending = PendingTurns(max_age_s)
+        self.ttft = PeakEwma(decay_s, clock)
+        self.total = PeakEwma(decay_s, clock)
+        self.time_in_flight = PeakEwma(decay_s, clock)
+        self.breaker = CircuitBreaker(group_config.breaker, clock, probe_timeout_s=max_age_s)
+        self.recent_ttfts: deque[float] = deque(maxlen=RECENT_TTFTS)
+        self.outcomes: dict[str, int] = {}
+        self._counters = _Counters()
+
+    # -- events ---------------------------------------------------------
+
+    def start(self, now_s: float) -> None:
+        """A turn was sent here."""
+        self.pending.add(now_s)
+        self.breaker.started()
+
+    def finish(self, outcome: AttemptOutcome, now_s: float) -> None:
+        """An attempt here ended, whatever the outcome."""
+        in_flight_s = self.pending.release(now_s)
+        kind = outcome.kind
+        if kind is OutcomeKind.OK:
+            if in_flight_s is not None:
+                self.time_in_flight.observe(in_flight_s)
+            self.total.observe(outcome.duration_s)
+        if outcome.ttft_s is not None:
+            self.ttft.observe(outcome.ttft_s)
+            self.recent_ttfts.append(outcome.ttft_s)
+        if kind.counts_against_health:
+            penalty_s = max(outcome.duration_s, self.failure_penalty_s)
+            self.ttft.observe(penalty_s)
+            self.total.observe(penalty_s)
+        self.breaker.observe(kind, outcome.retry_after_s)
+        self._count(outcome, now_s)
+
+    def _count(self, outcome: AttemptOutcome, now_s: float) -> None:
+        counters = self._counters
+        counters.turns += 1
+        counters.last_seen_s = now_s
+        counters.last_outcome = outcome.kind.value
+        self.outcomes[outcome.kind.value] = self.outcomes.get(outcome.kind.value, 0) + 1
+        if outcome.kind.counts_against_health:
+            counters.failures += 1
+        if outcome.ttft_s is not None:
+            counters.last_ttft_s = outcome.ttft_s
+
+    # -- reading --------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.pending)
+
+    def load(self, now_s: float, *, stream: bool = True) -> EndpointLoad:
+        """The read-only view a strategy ranks by, for a streaming turn
+        (TTFT) or a non-streaming one (total time; TTFT until it has data)."""
+        primary, other = (self.ttft, self.total) if stream else (self.total, self.ttft)
+        latency_s = primary.value()
+        ages = [a for a in (self.ttft.age_s(), self.total.age_s()) if a is not None]
+        return EndpointLoad(
+            name=self.name,
+            position=self.position,
+            weight=self.weight,
+            in_flight=self.in_flight,
+            latency_s=latency_s if latency_s is not None else other.value(),
+            oldest_pending_s=self.pending.oldest_age_s(now_s),
+            usual_pending_s=self.time_in_flight.value(),
+            sample_age_s=min(ages) if ages else None,
+        )
+
+    def summary(self) -> dict:
+        counters = self._counters
+        ordered = sorted(self.recent_ttfts)
+        return {
+            "group": self.group,
+            "in_flight": self.in_flight,
+            "breaker": self.breaker.state().value,
+            "ttft_s": self.ttft.value(),
+            "total_s": self.total.value(),
+            "ttft_p50_s": _nearest_rank(ordered, 0.50),
+            "ttft_p99_s": _nearest_rank(ordered, 0.99),
+            "turns": counters.turns,
+            "failures": counters.failures,
+            "last_ttft_s": counters.last_ttft_s,
+            "last_outcome": counters.last_outcome,
+            "outcomes": dict(self.outcomes),
+        }
+
+
+def _nearest_rank(ordered: list[float], q: float) -> float | None:
+    if not ordered:
+        return None
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]

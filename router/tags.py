@@ -1,0 +1,109 @@
+"""Which endpoints may serve a turn, by tag.
+
+Endpoints carry tags in config (``function-calling``, ``vision``, ``eu``...).
+A request may ask for tags (header ``x-nemo-tags: eu, vision`` or a body
+field); an endpoint is eligible only if it has every requested tag, and a
+turn that carries ``tools`` also requires ``function-calling``. When no
+endpoint qualifies the turn fails with ``NoEligibleEndpoint`` (400), whose
+message names the missing tag(s).
+
+Tags are lowercase ``[a-z0-9][a-z0-9._:-]*``; requested tags are lowercased
+and stripped, so ``EU`` asks for ``eu``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable, Sequence
+from typing import Protocol, TypeVar
+
+from router.errors import InvalidRequest, NoEligibleEndpoint
+
+__all__ = ["FUNCTION_CALLING", "TAG_PATTERN", "parse_tags", "required_tags", "eligible"]
+
+FUNCTION_CALLING = "function-calling"
+"""The tag a turn with ``tools`` requires."""
+
+TAG_PATTERN = r"^[a-z0-9][a-z0-9._:-]{0,63}$"
+_TAG = re.compile(TAG_PATTERN)
+
+
+class _Tagged(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def tags(self) -> Collection[str]: ...
+
+
+_E = TypeVar("_E", bound=_Tagged)
+
+
+def parse_tags(raw: str | Iterable[str] | None, *, param: str = "tags") -> tuple[str, ...]:
+    """Requested tags from a comma-separated header or a list, normalised:
+    lowercased, stripped, deduplicated, sorted. Raises ``InvalidRequest``
+    (naming ``param``) for a tag that is not well-formed."""
+    if raw is None:
+        return ()
+    parts = raw.split(",") if isinstance(raw, str) else list(raw)
+    tags: set[str] = set()
+    for part in parts:
+        if not isinstance(part, str):
+            raise InvalidRequest(f"tags must be strings, got {type(part).__name__}", param=param)
+        tag = part.strip().lower()
+        if not tag:
+            continue
+        if not _TAG.match(tag):
+            raise InvalidRequest(f"invalid tag {part.strip()!r}: expected {TAG_PATTERN}", param=param)
+        tags.add(tag)
+    return tuple(sorted(tags))
+
+
+def required_tags(requested: Iterable[str] = (), *, has_tools: bool = False) -> frozenset[str]:
+    """Every tag an endpoint must carry to serve the turn."""
+    required = set(requested)
+    if has_tools:
+        required.add(FUNCTION_CALLING)
+    return frozenset(required)
+
+
+def eligible(
+    group: str,
+    endpoints: Sequence[_E],
+    requested: Iterable[str] = (),
+    *,
+    has_tools: bool = False,
+) -> tuple[_E, ...]:
+    """The endpoints, in their given order, that carry every required tag.
+
+    Raises ``NoEligibleEndpoint`` when none does: its ``missing_tags`` are the
+    required tags no endpoint of the group has at all, or, when each tag exists
+    somewhere but never all on one endpoint, what the closest endpoint lacks.
+    """
+    required = required_tags(requested, has_tools=has_tools)
+    chosen = tuple(e for e in endpoints if required <= set(e.tags))
+    if chosen or not endpoints:
+        return chosen
+    raise _no_eligible(group, endpoints, required, has_tools)
+
+
+def _no_eligible(group: str, endpoints: Sequence[_Tagged], required: frozenset[str], has_tools: bool) -> NoEligibleEndpoint:
+    offered = set().union(*(set(e.tags) for e in endpoints))
+    absent = sorted(required - offered)
+    if absent:
+        missing = absent
+        reason = f"no endpoint of model {group!r} has the tag{'s' if len(absent) > 1 else ''} {_quoted(absent)}"
+    else:
+        closest = min(endpoints, key=lambda e: len(required - set(e.tags)))
+        missing = sorted(required - set(closest.tags))
+        reason = (
+            f"no endpoint of model {group!r} has all of the tags {_quoted(sorted(required))}"
+            f" (closest: {closest.name!r} lacks {_quoted(missing)})"
+        )
+    if has_tools and FUNCTION_CALLING in missing:
+        reason += f"; {FUNCTION_CALLING!r} is required because the request carries tools"
+    return NoEligibleEndpoint(reason, missing_tags=tuple(missing))
+
+
+def _quoted(tags: Iterable[str]) -> str:
+    return ", ".join(repr(t) for t in tags)
