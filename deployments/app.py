@@ -20,6 +20,7 @@ from ray.serve import Application
 from router.config import RouterConfig, load_config
 
 from deployments.caller import caller_deployment
+from deployments.health import start_health_prober
 from deployments.ingress import ingress_deployment
 from deployments.tracker import get_or_create_tracker
 
@@ -31,7 +32,8 @@ APP_NAME = "nemo-router"
 def build_app(config: RouterConfig) -> Application:
     """Create the tracker actor (or find it) and bind ingress -> caller."""
     config = _absolute_paths(config)
-    get_or_create_tracker(config)
+    tracker = get_or_create_tracker(config)
+    start_health_prober(config, tracker)
     caller = caller_deployment(config).bind(config)
     return ingress_deployment(config).bind(config, caller)
 

@@ -54,11 +54,12 @@ def _run(args: argparse.Namespace) -> int:
         print(f"        -d '{{\"model\": \"{first_group}\", \"stream\": true, \"messages\": [{{\"role\": \"user\", \"content\": \"hi\"}}]}}'")
         print("  Ctrl-C stops it.", flush=True)
         stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
-            stop.wait()
-        except KeyboardInterrupt:
+        # Set after Ray has started: Ray installs handlers of its own.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        while not stop.wait(0.5):
             pass
+        print("nemo-router stopping: flushing the turn log", flush=True)
     return 0
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ray
 
 from router.config import RouterConfig
-from router.outcome import AttemptOutcome
+from router.outcome import AttemptOutcome, OutcomeKind
 from router.routing_state import AttemptPlan, RoutingState
 
 __all__ = ["LatencyTracker", "get_or_create_tracker"]
@@ -28,6 +28,9 @@ class LatencyTracker:
         # when planned: count them now, then release them with the rest.
         self._state.started(o.endpoint for o in outcomes if o.fallback)
         self._state.observe(outcomes)
+
+    def health_checked(self, endpoint: str, kind: OutcomeKind, retry_after_s: float | None = None) -> None:
+        self._state.health_checked(endpoint, kind, retry_after_s)
 
     def snapshot(self) -> dict:
         return self._state.snapshot()

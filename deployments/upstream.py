@@ -14,7 +14,7 @@ from router.config import EndpointConfig, TimeoutConfig
 from router.errors import UpstreamConnectError, UpstreamDisconnected, UpstreamError, UpstreamTimeout
 from router.openai_wire import status_error
 
-__all__ = ["UpstreamPool", "resolve_api_keys"]
+__all__ = ["UpstreamPool", "resolve_api_keys", "translate"]
 
 MAX_ERROR_BODY_BYTES = 16_384
 

@@ -93,6 +93,12 @@ def router_config(sim, turn_log_path: Path) -> dict:
                 "breaker": {"consecutive_failures": 2, "cooldown_s": 30, "max_cooldown_s": 60},
                 "endpoints": [endpoint("br-flaky", sim.base_url("flaky")), endpoint("br-backup", sim.base_url("backup"))],
             },
+            "probed": {
+                **ordered,
+                "health_check": {"enabled": True, "interval_s": 0.3, "timeout_s": 0.3},
+                "breaker": {"consecutive_failures": 2, "cooldown_s": 60, "max_cooldown_s": 60},
+                "endpoints": [endpoint("probe-dead", refused_url.replace("/v1", "/dead/v1")), endpoint("probe-ok", sim.base_url("backup"))],
+            },
         },
         "turn_log": {"sink": "local", "path": str(turn_log_path), "flush_interval_s": 0.5},
     }

@@ -89,3 +89,21 @@ def test_tags_and_tools_restrict_the_endpoints(client):
 
     bad = client.post("/v1/chat/completions", json={"model": "voice-fast", "messages": USER}, headers={"x-nemo-tags": "Not A Tag!"})
     assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_active_health_check_takes_a_dead_endpoint_out_before_any_turn(client):
+    # probe-dead refuses connections; no turn has been sent to group "probed".
+    deadline = time.monotonic() + 15
+    state = {}
+    while time.monotonic() < deadline:
+        state = client.get("/v1/routing").json()["endpoints"]
+        if state["probe-dead"]["breaker"] == "open":
+            break
+        time.sleep(0.2)
+    assert state["probe-dead"]["breaker"] == "open"
+    assert state["probe-dead"]["turns"] == 0  # the checks alone did it
+    assert state["probe-ok"]["breaker"] == "closed"
+    # Configured order puts probe-dead first; the open breaker moves it last.
+    assert served_by(client, "probed") == "probe-ok"
+    time.sleep(0.2)
+    assert client.get("/v1/routing").json()["endpoints"]["probe-dead"]["turns"] == 0

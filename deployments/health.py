@@ -1,0 +1,95 @@
+"""Active health checks: a small async Ray actor that probes each endpoint
+whose group enables ``health_check``, and tells the tracker what it saw.
+
+A probe is ``GET {base_url}/models`` (every OpenAI-compatible host serves
+it). Its result feeds the endpoint's circuit breaker only, through
+``LatencyTracker.health_checked``: a dead endpoint is taken out of plans
+before a caller's turn has to find out. The actor exists only when some
+group enables checks, so the default costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import httpx
+import ray
+
+from router.config import EndpointConfig, HealthCheckConfig, RouterConfig
+from router.errors import UpstreamError
+from router.openai_wire import status_error
+from router.outcome import OutcomeKind, outcome_kind_of
+
+from deployments.upstream import resolve_api_keys, translate
+
+__all__ = ["HealthProber", "start_health_prober", "probe_outcome"]
+
+log = logging.getLogger(__name__)
+
+
+async def probe_outcome(client: httpx.AsyncClient, endpoint: EndpointConfig, check: HealthCheckConfig, api_key: str | None) -> tuple[OutcomeKind, float | None]:
+    """One probe: the outcome kind, and Retry-After (s) if the host sent one."""
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        response = await client.get(endpoint.base_url.rstrip("/") + "/models", headers=headers, timeout=check.timeout_s)
+    except httpx.HTTPError as exc:
+        return outcome_kind_of(translate(exc, endpoint.name)), None
+    if response.status_code < 400 or response.status_code in (401, 403, 404, 405):
+        # Reachable and answering: auth or a missing /models route says
+        # nothing about whether it can serve turns.
+        return OutcomeKind.OK, None
+    error: UpstreamError = status_error(response.status_code, response.content, response.headers.get("retry-after"), endpoint.name)
+    return outcome_kind_of(error), error.retry_after_s
+
+
+class HealthProber:
+    def __init__(self, config: RouterConfig, tracker):
+        self._tracker = tracker
+        self._targets = [
+            (endpoint, group.health_check)
+            for group in config.model_groups.values()
+            if group.health_check.enabled
+            for endpoint in group.endpoints
+        ]
+        self._api_keys = resolve_api_keys([e for e, _ in self._targets], os.environ)
+        self._client: httpx.AsyncClient | None = None
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> int:
+        """Start one probe loop per endpoint (idempotent); returns how many."""
+        if not self._tasks:
+            self._client = httpx.AsyncClient()
+            self._tasks = [asyncio.create_task(self._loop(e, c)) for e, c in self._targets]
+        return len(self._tasks)
+
+    async def _loop(self, endpoint: EndpointConfig, check: HealthCheckConfig) -> None:
+        while True:
+            kind, retry_after_s = await probe_outcome(self._client, endpoint, check, self._api_keys.get(endpoint.name))
+            try:
+                self._tracker.health_checked.remote(endpoint.name, kind, retry_after_s)
+            except Exception:  # the tracker may be restarting; the next probe reports again
+                log.warning("could not report a health check of %s", endpoint.name, exc_info=True)
+            await asyncio.sleep(check.interval_s)
+
+
+def start_health_prober(config: RouterConfig, tracker) -> "ray.actor.ActorHandle | None":
+    """Create (or find) the prober when any group enables checks."""
+    if not any(group.health_check.enabled for group in config.model_groups.values()):
+        return None
+    options = config.deployments
+    prober = (
+        ray.remote(HealthProber)
+        .options(
+            name=f"{options.tracker_name}-health",
+            namespace=options.tracker_namespace,
+            lifetime="detached",
+            get_if_exists=True,
+            num_cpus=0,
+            max_restarts=-1,
+        )
+        .remote(config, tracker)
+    )
+    prober.start.remote()
+    return prober
