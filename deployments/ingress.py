@@ -22,8 +22,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from router.config import RouterConfig
 from router.errors import ModelNotFound, PayloadTooLarge, RouterError
 from router.openai_wire import parse_chat_request
-from router.routing_state import AttemptPlan, RoutingState
-from router.tags import eligible, parse_tags
+from router.routing_state import AttemptPlan, RoutingState, check_eligible
+from router.tags import parse_tags
 
 from deployments.turn_runner import TurnFailure, TurnHead, TurnRequest
 
@@ -142,7 +142,7 @@ class Ingress:
             raise ModelNotFound(f"The model '{chat.model}' does not exist or is not served by this router", param="model")
         tags = _requested_tags(request, raw)
         has_tools = bool(chat.tools)
-        eligible(chat.model, group.endpoints, tags, has_tools=has_tools)  # a clear 400 before any Ray call
+        check_eligible(self._config, chat.model, tags, has_tools=has_tools)  # a clear 400 before any Ray call
         plan_start = time.perf_counter()
         plan = await self._plan(chat.model, tags=tags, has_tools=has_tools, stream=chat.stream)
         plan_s = time.perf_counter() - plan_start

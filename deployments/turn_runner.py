@@ -110,6 +110,12 @@ class TurnRunner:
         clock: Callable[[], float] = time.monotonic,
     ):
         self._config = config
+        # Endpoint name -> (its config, its own group's timeouts), built once.
+        self._endpoints = {
+            endpoint.name: (endpoint, group.timeouts)
+            for group in config.model_groups.values()
+            for endpoint in group.endpoints
+        }
         self._pool = pool
         self._report = report
         self._emit_record = emit_record
@@ -139,12 +145,15 @@ class TurnRunner:
             self._finish(turn)
 
     def _candidates(self, turn: _Turn):
-        group = self._config.model_groups[turn.request.group]
-        deadline_s = turn.started_s + group.timeouts.total_s
+        """The plan's endpoints, each with its own group's timeouts, within
+        the requested group's turn deadline and attempt bound."""
+        requested = self._config.model_groups[turn.request.group]
+        deadline_s = turn.started_s + requested.timeouts.total_s
         for name in turn.request.endpoints[: turn.request.max_attempts]:
             if self._clock() >= deadline_s:
                 return
-            yield self._config.endpoint(name), group.timeouts, deadline_s
+            endpoint, timeouts = self._endpoints[name]
+            yield endpoint, timeouts, deadline_s
 
     async def _stream_turn(self, turn: _Turn):
         errors: list[UpstreamError] = []
@@ -243,7 +252,7 @@ class TurnRunner:
     def _finish(self, turn: _Turn) -> None:
         self._report(turn.outcomes)
         usage = turn.usage
-        endpoint_config = self._config.endpoint(turn.endpoint) if turn.endpoint else None
+        endpoint_config = self._endpoints[turn.endpoint][0] if turn.endpoint else None
         self._emit_record(
             TurnRecord(
                 request_id=turn.request.request_id,

@@ -179,7 +179,12 @@ class ModelGroupConfig(_Frozen):
     strategy: StrategyName = "latency-based"
     endpoints: tuple[EndpointConfig, ...] = Field(min_length=1)
     timeouts: TimeoutConfig = TimeoutConfig()
+    # Bound on attempts for one turn, across this group and its fallbacks.
     max_attempts: int = Field(default=3, ge=1)
+    # Other groups to walk, in order, once this group's endpoints are used up
+    # or unhealthy (cross-provider failover). Not transitive: a fallback's
+    # own fallbacks are not followed, so a chain is exactly what is written.
+    fallbacks: tuple[str, ...] = ()
     latency: LatencyConfig = LatencyConfig()
     breaker: BreakerConfig = BreakerConfig()
     health_check: HealthCheckConfig = HealthCheckConfig()
@@ -243,6 +248,18 @@ class RouterConfig(_Frozen):
                         f"{seen[endpoint.name]!r} and {group_name!r}; endpoint names must be unique"
                     )
                 seen[endpoint.name] = group_name
+        return self
+
+    @model_validator(mode="after")
+    def _fallbacks_exist(self) -> "RouterConfig":
+        for group_name, group in self.model_groups.items():
+            for fallback in group.fallbacks:
+                if fallback == group_name:
+                    raise ValueError(f"group {group_name!r} lists itself as a fallback")
+                if fallback not in self.model_groups:
+                    raise ValueError(f"group {group_name!r} falls back to unknown group {fallback!r}")
+            if len(set(group.fallbacks)) != len(group.fallbacks):
+                raise ValueError(f"group {group_name!r} lists a fallback twice")
         return self
 
     def endpoint(self, name: str) -> EndpointConfig:

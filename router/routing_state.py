@@ -32,12 +32,26 @@ from dataclasses import dataclass
 
 from router.config import ModelGroupConfig, RouterConfig
 from router.endpoint_state import EndpointState
-from router.errors import ModelNotFound
+from router.errors import ModelNotFound, NoEligibleEndpoint
 from router.outcome import AttemptOutcome, OutcomeKind
 from router.strategies import Strategy, make_strategy
 from router.tags import eligible
 
-__all__ = ["AttemptPlan", "RoutingState"]
+__all__ = ["AttemptPlan", "RoutingState", "check_eligible"]
+
+
+def check_eligible(config: RouterConfig, group: str, required_tags: Iterable[str] = (), *, has_tools: bool = False) -> None:
+    """Raise ``NoEligibleEndpoint`` unless some endpoint of the group or of
+    its fallback chain carries the required tags (cheap: no state)."""
+    chain = (group, *config.model_groups[group].fallbacks)
+    errors = []
+    for name in chain:
+        try:
+            if eligible(name, config.model_groups[name].endpoints, required_tags, has_tools=has_tools):
+                return
+        except NoEligibleEndpoint as error:
+            errors.append(error)
+    raise errors[0]
 
 
 @dataclass(slots=True, frozen=True)
@@ -86,26 +100,47 @@ class RoutingState:
         has_tools: bool = False,
         stream: bool = True,
     ) -> AttemptPlan:
-        """Rank the group's endpoints for one turn and count the first in flight.
+        """Rank the endpoints for one turn and count the first in flight.
 
-        Raises ``ModelNotFound`` for an unknown group and ``NoEligibleEndpoint``
-        when no endpoint carries the required tags.
+        The group's own endpoints come first, then each fallback group's, in
+        chain order; endpoints whose breaker is open follow every healthy one
+        of the whole chain (an open breaker is a reason to move down the
+        chain), soonest back first. Raises ``ModelNotFound`` for an unknown
+        group and ``NoEligibleEndpoint`` when no endpoint of the group (nor of
+        its fallbacks) carries the required tags.
         """
         group_config = self._group(group)
-        candidates = eligible(group, group_config.endpoints, required_tags, has_tools=has_tools)
         now_s = self._clock()
+        ready: list[str] = []
+        tripped: list[EndpointState] = []
+        first_error: NoEligibleEndpoint | None = None
+        for name in (group, *group_config.fallbacks):
+            try:
+                candidates = eligible(name, self._config.model_groups[name].endpoints, required_tags, has_tools=has_tools)
+            except NoEligibleEndpoint as error:
+                first_error = first_error or error
+                continue
+            group_ready, group_tripped = self._rank_group(name, candidates, now_s, stream)
+            ready.extend(group_ready)
+            tripped.extend(group_tripped)
+        if not ready and not tripped:
+            raise first_error or NoEligibleEndpoint(f"model {group!r} has no endpoints", missing_tags=())
+        tripped.sort(key=lambda s: s.breaker.open_until_s or 0.0)
+        endpoints = tuple(ready) + tuple(s.name for s in tripped)
+        # The first endpoint is the one the caller will try: count it in
+        # flight now, so the next plan sees it without waiting for a report.
+        self._endpoints[endpoints[0]].start(now_s)
+        return AttemptPlan(group, endpoints, min(group_config.max_attempts, len(endpoints)))
+
+    def _rank_group(self, group: str, candidates, now_s: float, stream: bool) -> tuple[list[str], list[EndpointState]]:
         states = [self._endpoints[e.name] for e in candidates]
         for state in states:
             state.pending.expire(now_s)
         available = {s.name: s.breaker.available() for s in states}  # asked once: the clock moves
         ready = [s for s in states if available[s.name]]
-        tripped = sorted((s for s in states if not available[s.name]), key=lambda s: s.breaker.open_until_s or 0.0)
+        tripped = [s for s in states if not available[s.name]]
         ranked = self._strategies[group].rank([s.load(now_s, stream=stream) for s in ready])
-        endpoints = tuple(load.name for load in ranked) + tuple(s.name for s in tripped)
-        # The first endpoint is the one the caller will try: count it in
-        # flight now, so the next plan sees it without waiting for a report.
-        self._endpoints[endpoints[0]].start(now_s)
-        return AttemptPlan(group, endpoints, min(group_config.max_attempts, len(endpoints)))
+        return [load.name for load in ranked], tripped
 
     def started(self, endpoints: Iterable[str]) -> None:
         """Fallback attempts beyond the plan's first endpoint, now in flight."""

@@ -77,6 +77,15 @@ def router_config(sim, turn_log_path: Path) -> dict:
                 "endpoints": [endpoint("af-500", sim.base_url("always-500")), endpoint("af-refused", refused_url.replace("/v1", "/x/v1"))],
             },
             "failover-log": {**failover, "endpoints": [endpoint("log-500", sim.base_url("always-500")), endpoint("log-backup", sim.base_url("backup"))]},
+            # A cross-group chain: hang (first-token deadline) -> 500 -> ok.
+            "chain": {
+                **failover,
+                "timeouts": {"first_token_s": 0.8, "total_s": 10},
+                "fallbacks": ["chain-second", "chain-third"],
+                "endpoints": [endpoint("chain-hang", sim.base_url("hang"))],
+            },
+            "chain-second": {**failover, "endpoints": [endpoint("chain-500", sim.base_url("always-500"))]},
+            "chain-third": {**failover, "endpoints": [endpoint("chain-ok", sim.base_url("backup"))]},
             "drops": {**ordered, "endpoints": [endpoint("drop-a", sim.base_url("drop"))]},
             "malformed": {**ordered, "endpoints": [endpoint("malformed-a", sim.base_url("malformed"))]},
             "live": {

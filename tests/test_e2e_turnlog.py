@@ -100,3 +100,32 @@ def test_client_disconnect_cancels_the_upstream_call_and_is_recorded(router, sim
     assert record["status"] == "cancelled"
     assert record["endpoint"] == "sim-slow"
     assert record["total_s"] < 9  # ended with the client, not after 50 tokens at 200 ms
+
+
+def test_a_fallback_chain_across_groups_is_one_clean_stream_and_every_attempt_is_logged(client, turn_log_path):
+    import json
+
+    request_id = f"test-chain-{uuid.uuid4().hex[:8]}"
+    started = time.monotonic()
+    with client.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={"model": "chain", "messages": USER, "stream": True},
+        headers={"x-request-id": request_id},
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["x-nemo-endpoint"] == "chain-ok"
+        lines = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    elapsed_s = time.monotonic() - started
+    assert 0.8 <= elapsed_s < 4  # the first-token deadline fired, then the chain moved on
+    chunks = [json.loads(line) for line in lines[:-1]]
+    assert lines[-1] == "[DONE]" and not any("error" in c for c in chunks)
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) == "w1 w2 w3 w4 w5 w6 w7 w8"
+
+    record = wait_for_records(turn_log_path, {request_id})[request_id]
+    assert [(a["endpoint"], a["outcome"]) for a in record["attempts"]] == [
+        ("chain-hang", "timeout"),
+        ("chain-500", "upstream_5xx"),
+        ("chain-ok", "ok"),
+    ]
+    assert record["fallback_count"] == 2 and record["model_group"] == "chain"

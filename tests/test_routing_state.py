@@ -229,3 +229,59 @@ def test_in_flight_is_never_negative_and_matches_starts_minus_releases(ops, stra
         in_flight = {name: s["in_flight"] for name, s in state.snapshot().items()}
         assert in_flight == expected
         assert all(count >= 0 for count in in_flight.values())
+
+
+def _chain_config():
+    from router.config import parse_config
+
+    def ep(name):
+        return {"name": name, "base_url": "http://127.0.0.1:1/v1", "model": "m"}
+
+    return parse_config(
+        {
+            "model_groups": {
+                "voice": {"strategy": "ordered", "fallbacks": ["backup-1", "backup-2"], "max_attempts": 4,
+                          "breaker": {"consecutive_failures": 1},
+                          "endpoints": [ep("v1"), ep("v2")]},
+                "backup-1": {"strategy": "ordered", "endpoints": [{**ep("b1"), "tags": ["function-calling"]}]},
+                "backup-2": {"strategy": "ordered", "endpoints": [ep("b2")]},
+            }
+        }
+    )
+
+
+def test_fallback_chain_walks_groups_in_order_and_bounds_attempts():
+    state = RoutingState(_chain_config(), clock=lambda: 10.0)
+    plan = state.plan("voice")
+    assert plan.endpoints == ("v1", "v2", "b1", "b2")
+    assert plan.max_attempts == 4
+    assert state.plan("backup-1").endpoints == ("b1",)  # not transitive, no self
+
+
+def test_open_breaker_moves_an_endpoint_behind_the_whole_chain():
+    state = RoutingState(_chain_config(), clock=lambda: 10.0)
+    state.plan("voice")
+    state.observe([AttemptOutcome("v1", OutcomeKind.UPSTREAM_ERROR, 0.1)])
+    assert state.plan("voice").endpoints == ("v2", "b1", "b2", "v1")
+
+
+def test_tags_skip_groups_without_eligible_endpoints_but_keep_the_chain():
+    from router.routing_state import check_eligible
+
+    config = _chain_config()
+    state = RoutingState(config, clock=lambda: 10.0)
+    assert state.plan("voice", has_tools=True).endpoints == ("b1",)
+    check_eligible(config, "voice", has_tools=True)  # a fallback qualifies: no error
+    with pytest.raises(Exception) as info:
+        check_eligible(config, "voice", ["eu"])
+    assert "eu" in str(info.value)
+
+
+def test_fallbacks_must_name_other_existing_groups():
+    from router.config import parse_config
+    from router.errors import ConfigError
+
+    base = {"name": "x", "base_url": "http://h/v1", "model": "m"}
+    for fallbacks, reason in ((["nope"], "unknown group"), (["g"], "itself")):
+        with pytest.raises(ConfigError, match=reason):
+            parse_config({"model_groups": {"g": {"fallbacks": fallbacks, "endpoints": [base]}}})
