@@ -21,12 +21,14 @@ from typing import Any
 
 from router.config import RouterConfig
 from router.errors import AllAttemptsFailed, UpstreamDisconnected, UpstreamError, UpstreamProtocolError, UpstreamTimeout
+from router.continuation import Seam, continuation_messages
 from router.openai_wire import upstream_body
 from router.outcome import AttemptOutcome, OutcomeKind, outcome_kind_of
-from router.sse import DONE_EVENT, SSEDecoder, encode_json
+from router.sse import DONE_EVENT, encode_json
 from router.stream_watch import StreamWatch, Usage
 from turnlog import AttemptRecord, TurnRecord
 
+from deployments.relay import ContinuationRelay, PassThroughRelay
 from deployments.upstream import UpstreamPool
 
 __all__ = ["TurnHead", "TurnFailure", "TurnRequest", "TurnRunner"]
@@ -82,22 +84,6 @@ class _Turn:
     status: str = "error"
     http_status: int = 502
     error_type: str | None = None
-
-
-class _Relay:
-    """Decodes upstream bytes and returns what to forward: the raw bytes of
-    the accepted events, joined, one piece per upstream read (so events that
-    arrived together cross the deployment boundary together)."""
-
-    __slots__ = ("watch", "_decoder")
-
-    def __init__(self, watch: StreamWatch):
-        self.watch = watch
-        self._decoder = SSEDecoder()
-
-    def feed(self, raw: bytes) -> bytes:
-        accept = self.watch.accept
-        return b"".join([e.raw for e in self._decoder.feed(raw) if accept(e)])
 
 
 class TurnRunner:
@@ -156,49 +142,77 @@ class TurnRunner:
             yield endpoint, timeouts, deadline_s
 
     async def _stream_turn(self, turn: _Turn):
+        """Walk the plan. Before the first token, a failed attempt just moves
+        on; after it, the group's ``midstream`` policy decides: carry the turn
+        over to the next endpoint and splice, or end with an SSE error."""
         errors: list[UpstreamError] = []
+        group = self._config.model_groups[turn.request.group]
+        sent_text: str | None = None  # what the client has heard, once streaming
+        chunk_id: str | None = None
         for endpoint, timeouts, deadline_s in self._candidates(turn):
-            body = upstream_body(turn.request.body, endpoint.model, stream=True)
             attempt_start = self._clock()
-            relay = _Relay(StreamWatch(endpoint.name, forward_usage=turn.request.include_usage))
+            watch = StreamWatch(endpoint.name, forward_usage=turn.request.include_usage)
+            if sent_text is None:
+                body = upstream_body(turn.request.body, endpoint.model, stream=True)
+                relay: PassThroughRelay | ContinuationRelay = PassThroughRelay(watch)
+            else:
+                messages = continuation_messages(turn.request.body["messages"], sent_text)
+                body = upstream_body({**turn.request.body, "messages": messages}, endpoint.model, stream=True)
+                relay = ContinuationRelay(watch, Seam(sent_text), chunk_id)
+            streaming = False
+            loop = asyncio.get_running_loop()
             try:
-                async with self._pool.open(endpoint, body, timeouts) as response:
-                    chunks = self._pool.chunks(response, endpoint.name)
-                    budget_s = min(timeouts.first_token_s, deadline_s - self._clock())
-                    first = await _read_to_first_content(chunks, relay, budget_s)
-                    now = self._clock()
-                    turn.ttft_s, turn.attempt_ttft_s = now - turn.started_s, now - attempt_start
-                    turn.endpoint, turn.model = endpoint.name, relay.watch.model or endpoint.model
-                    yield TurnHead(endpoint.name, endpoint.provider, turn.model, turn.received_at, turn.attempt_ttft_s)
-                    yield first
-                    try:
-                        async for raw in chunks:
-                            out = relay.feed(raw)
-                            if out:
-                                yield out
-                        if not relay.watch.done:
-                            raise UpstreamDisconnected("upstream stream ended before [DONE]", endpoint=endpoint.name)
-                    except UpstreamError as error:
-                        # Past the first byte there is no failover yet: end the
-                        # stream cleanly with an error event the client can read.
-                        self._attempt(turn, endpoint.name, attempt_start, outcome_kind_of(error), error)
-                        turn.usage, turn.http_status, turn.error_type = relay.watch.usage, 200, type(error).__name__
-                        yield encode_json(error.to_openai())
-                        yield DONE_EVENT
-                        return
+                try:
+                    # One timer: the first-token deadline until the first token
+                    # (covering connect, headers and preamble), then the turn's.
+                    async with asyncio.timeout(min(timeouts.first_token_s, deadline_s - self._clock())) as deadline:
+                        async with self._pool.open(endpoint, body, timeouts) as response:
+                            chunks = self._pool.chunks(response, endpoint.name)
+                            first = await _read_to_first_content(chunks, relay)
+                            deadline.reschedule(loop.time() + max(0.0, deadline_s - self._clock()))
+                            streaming = True
+                            if sent_text is None:
+                                now = self._clock()
+                                turn.ttft_s, turn.attempt_ttft_s = now - turn.started_s, now - attempt_start
+                                turn.model = watch.model or endpoint.model
+                                chunk_id = watch.chunk_id
+                                yield TurnHead(endpoint.name, endpoint.provider, turn.model, turn.received_at, turn.attempt_ttft_s)
+                            turn.endpoint = endpoint.name
+                            if first:
+                                yield first
+                            async for raw in chunks:
+                                out = relay.feed(raw)
+                                if out:
+                                    yield out
+                            if not watch.done:
+                                raise UpstreamDisconnected("upstream stream ended before [DONE]", endpoint=endpoint.name)
+                except TimeoutError as exc:
+                    message = "turn deadline reached" if streaming else "no first token before the first-token deadline"
+                    raise UpstreamTimeout(message, endpoint=endpoint.name) from exc
             except UpstreamError as error:
                 self._attempt(turn, endpoint.name, attempt_start, outcome_kind_of(error), error)
                 errors.append(error)
-                if not error.retryable:
+                if streaming or sent_text is not None:
+                    sent_text = (sent_text or "") + relay.forwarded_text
+                    if group.midstream == "error" or watch.saw_tool_calls:
+                        break
+                elif not error.retryable:
                     break
                 continue
             except (asyncio.CancelledError, GeneratorExit):
                 self._attempt(turn, endpoint.name, attempt_start, OutcomeKind.CANCELLED)
                 raise
             self._attempt(turn, endpoint.name, attempt_start, OutcomeKind.OK)
-            turn.usage, turn.status, turn.http_status = relay.watch.usage, "ok", 200
+            turn.usage, turn.status, turn.http_status = watch.usage, "ok", 200
             return
-        yield self._fail(turn, errors)
+        if sent_text is None:
+            yield self._fail(turn, errors)
+            return
+        # The stream had started: end it cleanly with an error event.
+        last = errors[-1]
+        turn.http_status, turn.error_type = 200, type(last).__name__
+        yield encode_json(last.to_openai())
+        yield DONE_EVENT
 
     async def _complete_turn(self, turn: _Turn) -> tuple[TurnHead, bytes] | TurnFailure:
         errors: list[UpstreamError] = []
@@ -276,21 +290,18 @@ class TurnRunner:
         )
 
 
-async def _read_to_first_content(chunks: AsyncIterator[bytes], relay: _Relay, budget_s: float) -> bytes:
+async def _read_to_first_content(chunks: AsyncIterator[bytes], relay) -> bytes:
     """Read until the first content token arrives; return everything accepted
-    so far, so a role-only preamble is forwarded together with it."""
+    so far, so a role-only preamble is forwarded together with it. The
+    caller's first-token deadline bounds the wait."""
     pending: list[bytes] = []
     watch = relay.watch
-    try:
-        async with asyncio.timeout(max(budget_s, 0.0)):
-            async for raw in chunks:
-                out = relay.feed(raw)
-                if out:
-                    pending.append(out)
-                if watch.saw_content or watch.done:
-                    return b"".join(pending)
-    except TimeoutError as exc:
-        raise UpstreamTimeout("no first token before the first-token deadline", endpoint=watch.endpoint) from exc
+    async for raw in chunks:
+        out = relay.feed(raw)
+        if out:
+            pending.append(out)
+        if watch.saw_content or watch.done:
+            return b"".join(pending)
     raise UpstreamDisconnected("upstream closed before the first token", endpoint=watch.endpoint)
 
 

@@ -59,7 +59,7 @@ class UpstreamPool:
             endpoint.base_url.rstrip("/") + "/chat/completions",
             content=body,
             headers=self._headers(endpoint),
-            timeout=httpx.Timeout(timeouts.first_token_s, connect=timeouts.connect_s),
+            timeout=httpx.Timeout(max(timeouts.first_token_s, timeouts.stall_s), connect=timeouts.connect_s),
         )
         response: httpx.Response | None = None
         try:

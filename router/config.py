@@ -76,12 +76,17 @@ class EndpointConfig(_Frozen):
 class TimeoutConfig(_Frozen):
     """Per-attempt limits, in seconds.
 
-    ``first_token_s`` bounds the wait for the upstream's reply headers and
-    first bytes; ``total_s`` caps the whole turn.
+    ``first_token_s``: the first-token deadline: no content token by then
+    and the attempt is abandoned for the next link. ``stall_s``: after the
+    first token, the longest gap between reads before the stream counts as
+    stalled (the socket read timeout is ``max(first_token_s, stall_s)``, since
+    one httpx timeout covers the headers and every read). ``total_s`` caps
+    the whole turn, across every attempt.
     """
 
     connect_s: float = Field(default=2.0, gt=0)
     first_token_s: float = Field(default=10.0, gt=0)
+    stall_s: float = Field(default=5.0, gt=0)
     total_s: float = Field(default=120.0, gt=0)
 
     @model_validator(mode="after")
@@ -185,6 +190,10 @@ class ModelGroupConfig(_Frozen):
     # or unhealthy (cross-provider failover). Not transitive: a fallback's
     # own fallbacks are not followed, so a chain is exactly what is written.
     fallbacks: tuple[str, ...] = ()
+    # When a stream breaks after tokens were sent: carry the turn over to the
+    # next endpoint of the plan and splice (``continue``), or end the stream
+    # with an SSE error event (``error``). Turns with tool calls never continue.
+    midstream: Literal["continue", "error"] = "continue"
     latency: LatencyConfig = LatencyConfig()
     breaker: BreakerConfig = BreakerConfig()
     health_check: HealthCheckConfig = HealthCheckConfig()

@@ -38,7 +38,10 @@ class StreamWatch:
     object, or an upstream error object sent mid-stream.
     """
 
-    __slots__ = ("endpoint", "forward_usage", "saw_content", "done", "usage", "finish_reason", "chunks", "model")
+    __slots__ = (
+        "endpoint", "forward_usage", "saw_content", "saw_tool_calls", "done", "usage",
+        "finish_reason", "chunks", "model", "chunk_id", "text_parts",
+    )
 
     def __init__(self, endpoint: str, *, forward_usage: bool):
         self.endpoint = endpoint
@@ -47,10 +50,20 @@ class StreamWatch:
         self.done = False
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
+        self.saw_tool_calls = False
         self.chunks = 0
         self.model: str | None = None
+        self.chunk_id: str | None = None
+        # The content sent so far, kept so a mid-stream failure can be
+        # continued elsewhere (one list append per content chunk).
+        self.text_parts: list[str] = []
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts)
 
     def accept(self, event: SSEEvent) -> bool:
+        """Read one raw OpenAI event; ``[DONE]`` is accepted and ends the stream."""
         data = event.data
         if data is None:
             return False  # comments / keep-alives: nothing for the client
@@ -63,11 +76,16 @@ class StreamWatch:
             raise UpstreamProtocolError("upstream sent a malformed stream event", endpoint=self.endpoint) from exc
         if not isinstance(chunk, dict):
             raise UpstreamProtocolError("upstream stream event is not an object", endpoint=self.endpoint)
+        return self.accept_chunk(chunk)
+
+    def accept_chunk(self, chunk: dict) -> bool:
+        """Read one ``chat.completion.chunk`` (parsed or translated)."""
         if "error" in chunk:
             raise UpstreamProtocolError("upstream sent an error event mid-stream", endpoint=self.endpoint)
         self.chunks += 1
         if self.model is None:
             self.model = chunk.get("model")
+            self.chunk_id = chunk.get("id")
         choices = chunk.get("choices")
         usage = chunk.get("usage")
         if usage:
@@ -75,8 +93,12 @@ class StreamWatch:
         if choices:
             choice = choices[0]
             delta = choice.get("delta") or {}
-            if not self.saw_content and (delta.get("content") or delta.get("tool_calls")):
+            content = delta.get("content")
+            if content:
+                self.text_parts.append(content)
                 self.saw_content = True
+            if delta.get("tool_calls"):
+                self.saw_content = self.saw_tool_calls = True
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
             return True
