@@ -31,6 +31,10 @@ PROFILES = {
     "lat-c": {"ttft_ms": 250, "token_interval_ms": 2, "tokens": 5},
     "busy": {"ttft_ms": 20, "token_interval_ms": 100, "tokens": 15},
     "flaky": {"failure": "http_500"},
+    # Mid-stream continuation (issue 4): cut after w3, resumed elsewhere.
+    "cut": {"ttft_ms": 10, "token_interval_ms": 2, "tokens": 20, "failure": "drop_after", "drop_after_tokens": 3},
+    "stall": {"ttft_ms": 10, "token_interval_ms": 2, "tokens": 20, "failure": "stall_after", "drop_after_tokens": 3},
+    "continuer": {"ttft_ms": 10, "token_interval_ms": 2, "tokens": 20},
 }
 
 
@@ -86,6 +90,15 @@ def router_config(sim, turn_log_path: Path) -> dict:
             },
             "chain-second": {**failover, "endpoints": [endpoint("chain-500", sim.base_url("always-500"))]},
             "chain-third": {**failover, "endpoints": [endpoint("chain-ok", sim.base_url("backup"))]},
+            "continue": {
+                **failover,
+                "endpoints": [endpoint("cont-cut", sim.base_url("cut")), endpoint("cont-next", sim.base_url("continuer"))],
+            },
+            "continue-stall": {
+                **failover,
+                "timeouts": {"first_token_s": 1.0, "stall_s": 0.5, "total_s": 10},
+                "endpoints": [endpoint("stall-a", sim.base_url("stall")), endpoint("stall-next", sim.base_url("continuer"))],
+            },
             "drops": {**ordered, "endpoints": [endpoint("drop-a", sim.base_url("drop"))]},
             "malformed": {**ordered, "endpoints": [endpoint("malformed-a", sim.base_url("malformed"))]},
             "live": {

@@ -6,8 +6,13 @@ buffering, timing or retries; ``TurnLogWriter`` owns those. A sink may raise
 from ``write``: that is how the writer learns to keep the batch and retry.
 The writer never lets that error reach a turn.
 
-Every object a sink writes is named by ``basename_template``, so names are
-unique per replica and flush and two replicas never overwrite each other.
+A sink that keeps batches aside for later (``SpoolingSink``) also has
+``retry_spooled()``; the writer calls it after every flush, on its own
+thread, and logs (never raises) what it raises.
+
+Every object a sink writes is named by ``object_name`` (or, for
+``write_dataset``, ``basename_template``), so names are unique per replica
+and flush and two replicas never overwrite each other.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import pyarrow as pa
 from turnlog.record import TurnRecord
 from turnlog.schema import records_to_table
 
-__all__ = ["TurnLogSink", "as_table", "basename_template", "check_replica_id"]
+__all__ = ["TurnLogSink", "as_table", "basename_template", "check_replica_id", "object_name"]
 
 
 @runtime_checkable
@@ -50,10 +55,15 @@ def check_replica_id(replica_id: str) -> str:
     return replica_id
 
 
-def basename_template(replica_id: str, flush_seq: int) -> str:
-    """``write_dataset`` basename: ``<replica>-<seq:06d>-<8 hex>-{i}.parquet``.
+def object_name(replica_id: str, flush_seq: int) -> str:
+    """One flush's file name: ``<replica>-<seq:06d>-<8 hex>.parquet``.
 
     The random part keeps names unique when a replica restarts and its
     ``flush_seq`` starts again from zero.
     """
-    return f"{replica_id}-{flush_seq:06d}-{uuid.uuid4().hex[:8]}-{{i}}.parquet"
+    return f"{replica_id}-{flush_seq:06d}-{uuid.uuid4().hex[:8]}.parquet"
+
+
+def basename_template(replica_id: str, flush_seq: int) -> str:
+    """``write_dataset`` basename: ``object_name`` with ``-{i}`` before ``.parquet``."""
+    return object_name(replica_id, flush_seq).removesuffix(".parquet") + "-{i}.parquet"

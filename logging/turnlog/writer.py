@@ -13,6 +13,9 @@ per interval (or once per ``flush_max_records`` new records), not in a tight
 loop. The buffer never holds more than ``max_buffer_records``: beyond that
 the oldest records are dropped and counted, because memory in a replica is
 worth more than the oldest turn records.
+
+A sink with a spool (``SpoolingSink``) gets its ``retry_spooled()`` called
+after every flush, so spooled batches go up once per interval at least.
 """
 
 from __future__ import annotations
@@ -105,6 +108,7 @@ class TurnLogWriter:
         """
         with self._flush_lock:
             self._flush_locked()
+            self._retry_spooled_locked()
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Stop the thread (waiting at most ``timeout_s`` seconds), write what
@@ -168,6 +172,15 @@ class TurnLogWriter:
             return
         with self._lock:
             self._counts["written"] += table.num_rows
+
+    def _retry_spooled_locked(self) -> None:
+        retry = getattr(self._sink, "retry_spooled", None)
+        if retry is None:
+            return
+        try:
+            retry()
+        except Exception as exc:  # the spool stays on disk for the next try
+            logger.warning("turn log: retrying the spool failed (%s: %s)", type(exc).__name__, exc)
 
     def _to_table(self, batch: list[TurnRecord]) -> tuple[list[TurnRecord], pa.Table | None]:
         """The records that fit the schema and their table (None if none fit).

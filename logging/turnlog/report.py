@@ -1,0 +1,198 @@
+"""``nemo-router report``: latency, errors, fallbacks, tokens and cost per
+model group or endpoint, from the turn log (a folder or ``s3://bucket/prefix``).
+
+    nemo-router report ./turnlog-data                    # last hour, per model group
+    nemo-router report s3://logs/turns --since 24h --by endpoint --format json
+
+Per group: ``turns``; ``errors`` and ``error_rate`` (turns whose ``status``
+is ``error``; cancelled turns are not errors); TTFT and total latency p50
+and p99 in milliseconds; ``fallbacks`` (sum of ``fallback_count``); prompt
+and completion tokens; ``cost_usd`` when the log has that column (else
+None). Percentiles are nearest-rank over the group's non-null values: the
+smallest value with at least p% of the values at or below it, so every
+reported number is an observed one (p99 of 10 turns is the slowest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from turnlog.reader import read_turn_log
+from turnlog.s3_client import TurnLogS3Error
+
+__all__ = [
+    "GROUP_COLUMNS",
+    "add_arguments",
+    "build_report",
+    "format_table",
+    "main",
+    "nearest_rank",
+    "parse_since",
+    "run",
+]
+
+DESCRIPTION = "p50/p99 TTFT and total latency, error rate, fallbacks, tokens and cost from the turn log"
+# --by value -> the column grouped on.
+GROUP_COLUMNS = {"model": "model_group", "endpoint": "endpoint"}
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+
+
+def parse_since(text: str) -> float | None:
+    """``90s``, ``15m``, ``1h``, ``7d`` -> seconds; ``all`` -> None (no limit)."""
+    if text == "all":
+        return None
+    match = _DURATION.fullmatch(text.strip())
+    if match is None or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive duration like 90s, 15m, 1h, 7d or 'all', got {text!r}")
+    return float(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+def nearest_rank(sorted_values: Sequence[float], percent: int) -> float | None:
+    """The nearest-rank ``percent``-th percentile of ascending values."""
+    if not sorted_values:
+        return None
+    return sorted_values[max(math.ceil(percent * len(sorted_values) / 100), 1) - 1]
+
+
+def build_report(table: pa.Table, *, since_s: float | None, by: str, now: datetime) -> list[dict[str, Any]]:
+    """One dict per group, sorted by group (a group of None, e.g. turns no
+    endpoint served, last). Each dict's first key is the grouped column
+    (``model_group`` or ``endpoint``), then the numbers in the module docstring.
+
+    Keeps turns with ``timestamp >= now - since_s`` (all when ``since_s`` is
+    None); ``now`` is a tz-aware datetime (naive is taken as UTC).
+    """
+    column = GROUP_COLUMNS[by]
+    if since_s is not None:
+        cutoff = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+        cutoff = pa.scalar(cutoff - timedelta(seconds=since_s), type=table.schema.field("timestamp").type)
+        table = table.filter(pc.greater_equal(table["timestamp"], cutoff))
+    keys = pc.unique(table[column]).to_pylist()
+    keys.sort(key=lambda key: (key is None, key or ""))
+    with_cost = "cost_usd" in table.column_names
+    rows = []
+    for key in keys:
+        mask = pc.is_null(table[column]) if key is None else pc.equal(table[column], key)
+        rows.append({column: key, **_group_numbers(table.filter(mask), with_cost)})
+    return rows
+
+
+def _group_numbers(rows: pa.Table, with_cost: bool) -> dict[str, Any]:
+    errors = _sum(pc.equal(rows["status"], "error"))
+    return {
+        "turns": rows.num_rows,
+        "errors": errors,
+        "error_rate": errors / rows.num_rows,
+        "ttft_p50_ms": _percentile_ms(rows["ttft_s"], 50),
+        "ttft_p99_ms": _percentile_ms(rows["ttft_s"], 99),
+        "total_p50_ms": _percentile_ms(rows["total_s"], 50),
+        "total_p99_ms": _percentile_ms(rows["total_s"], 99),
+        "fallbacks": _sum(rows["fallback_count"]),
+        "prompt_tokens": _sum(rows["prompt_tokens"]),
+        "completion_tokens": _sum(rows["completion_tokens"]),
+        "cost_usd": _sum(rows["cost_usd"]) if with_cost else None,
+    }
+
+
+def _sum(values: pa.ChunkedArray) -> Any:
+    if pa.types.is_boolean(values.type):
+        values = pc.cast(values, pa.int64())
+    return pc.sum(values, min_count=0).as_py()
+
+
+def _percentile_ms(seconds: pa.ChunkedArray, percent: int) -> float | None:
+    present = pc.drop_null(seconds)
+    value = nearest_rank(pc.take(present, pc.sort_indices(present)).to_pylist(), percent)
+    return None if value is None else round(value * 1000, 3)
+
+
+_TABLE_COLUMNS = [  # (row key, header, format)
+    ("turns", "turns", "{:d}"),
+    ("error_rate", "errors", "{:.1%}"),
+    ("ttft_p50_ms", "ttft p50 ms", "{:.1f}"),
+    ("ttft_p99_ms", "ttft p99 ms", "{:.1f}"),
+    ("total_p50_ms", "total p50 ms", "{:.1f}"),
+    ("total_p99_ms", "total p99 ms", "{:.1f}"),
+    ("fallbacks", "fallbacks", "{:d}"),
+    ("prompt_tokens", "prompt tok", "{:d}"),
+    ("completion_tokens", "completion tok", "{:d}"),
+    ("cost_usd", "cost usd", "{:.4f}"),
+]
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """``build_report``'s rows as an aligned text table (``-`` for None); the
+    cost column only when some row has a cost."""
+    if not rows:
+        return "no turns in the selected window"
+    group = next(iter(rows[0]))
+    columns = [c for c in _TABLE_COLUMNS if c[0] != "cost_usd" or any(r["cost_usd"] is not None for r in rows)]
+    header = [group] + [title for _, title, _ in columns]
+    body = [[_cell(row[group], "{}")] + [_cell(row[key], fmt) for key, _, fmt in columns] for row in rows]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        return "  ".join([first] + [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True)])
+
+    return "\n".join([line(header), *(line(cells) for cells in body)])
+
+
+def _cell(value: Any, fmt: str) -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The report's arguments, for a ``report`` subparser of ``nemo-router``."""
+    parser.add_argument("source", metavar="PATH_OR_S3_URL", help="turn-log folder or s3://bucket/prefix")
+    parser.add_argument(
+        "--since", type=parse_since, default=parse_since("1h"), help="window: 90s, 15m, 1h (default), 7d, or all"
+    )
+    parser.add_argument(
+        "--by", choices=sorted(GROUP_COLUMNS), default="model", help="group by model group (default) or endpoint"
+    )
+    parser.add_argument("--format", choices=["table", "json"], default="table", dest="output_format")
+    parser.add_argument("--endpoint-url", default=None, help="S3-compatible endpoint (MinIO, moto); default: AWS")
+    parser.add_argument("--region", default=None, help="S3 region; default: boto3's configuration")
+
+
+def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
+    """Print the report for parsed ``args``; 0 on success, 1 when the log
+    cannot be read (the reason goes to stderr)."""
+    now = now or datetime.now(timezone.utc)
+    is_s3 = args.source.startswith("s3://")
+    if not is_s3 and not Path(args.source).is_dir():
+        print(f"nemo-router report: no turn-log folder at {args.source}", file=sys.stderr)
+        return 1
+    since = None if args.since is None else now - timedelta(seconds=args.since)
+    try:
+        table = read_turn_log(args.source, since=since, region=args.region, endpoint_url=args.endpoint_url)
+    except (TurnLogS3Error, ValueError, OSError, pa.ArrowException) as exc:
+        print(f"nemo-router report: cannot read {args.source}: {exc}", file=sys.stderr)
+        return 1
+    rows = build_report(table, since_s=args.since, by=args.by, now=now)
+    print(json.dumps(rows, indent=2) if args.output_format == "json" else format_table(rows))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, *, now: datetime | None = None) -> int:
+    """``nemo-router report ARGS``: ``argv`` is what follows ``report``."""
+    parser = argparse.ArgumentParser(prog="nemo-router report", description=DESCRIPTION)
+    add_arguments(parser)
+    return run(parser.parse_args(argv), now=now)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
