@@ -50,5 +50,6 @@ def app(args: dict[str, Any]) -> Application:
 
 def _absolute_paths(config: RouterConfig) -> RouterConfig:
     # Replicas run with another working directory: pin relative paths to ours.
-    turn_log = config.turn_log.model_copy(update={"path": str(Path(config.turn_log.path).resolve())})
+    spool = config.turn_log.spool.model_copy(update={"path": str(Path(config.turn_log.spool.path).resolve())})
+    turn_log = config.turn_log.model_copy(update={"path": str(Path(config.turn_log.path).resolve()), "spool": spool})
     return config.model_copy(update={"turn_log": turn_log})

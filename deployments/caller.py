@@ -14,7 +14,7 @@ import ray
 from ray import serve
 
 from router.config import RouterConfig
-from turnlog import LocalParquetSink, TurnLogWriter
+from turnlog import LocalParquetSink, S3ParquetSink, SpoolingSink, TurnLogWriter
 
 from deployments.reporter import OutcomeReporter
 from deployments.turn_runner import TurnFailure, TurnHead, TurnRequest, TurnRunner
@@ -63,11 +63,17 @@ def _turn_log_writer(config: RouterConfig) -> TurnLogWriter | None:
     if settings.sink == "none":
         return None
     replica_id = f"caller-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    return TurnLogWriter(
-        LocalParquetSink(settings.path, replica_id),
-        flush_interval_s=settings.flush_interval_s,
-        flush_max_records=settings.flush_max_records,
-    )
+    if settings.sink == "s3":
+        s3 = settings.s3
+        sink = SpoolingSink(
+            S3ParquetSink(s3.bucket, s3.prefix, replica_id, region=s3.region, endpoint_url=s3.endpoint_url),
+            settings.spool.path,
+            max_spool_bytes=settings.spool.max_bytes,
+            retry_backoff_s=settings.spool.retry_backoff_s,
+        )
+    else:
+        sink = LocalParquetSink(settings.path, replica_id)
+    return TurnLogWriter(sink, flush_interval_s=settings.flush_interval_s, flush_max_records=settings.flush_max_records)
 
 
 def caller_deployment(config: RouterConfig):

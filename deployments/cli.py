@@ -2,6 +2,7 @@
 
     nemo-router run                      # embedded default: simulated providers, local Parquet log
     nemo-router run --config FILE        # your configuration
+    nemo-router report PATH_OR_S3_URL [--since 1h] [--by model|endpoint] [--format json]
 
 Ray Serve reads its tuning flags from the environment when it is imported,
 in every Ray process, so they are set here before anything imports Ray.
@@ -39,7 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--port", type=int, default=None, help="HTTP port (default: the config's, 8000)")
     run.add_argument("--serve-mode", choices=sorted(SERVE_FLAGS), default=DEFAULT_SERVE_MODE)
     run.add_argument("--turn-log", default="./turnlog-data", help="turn-log folder for the embedded default")
+    report = commands.add_parser("report", help="p50/p99 latency, errors, tokens and cost per model from the turn log")
+    from turnlog import report as turnlog_report  # no Ray: safe before the flags
+
+    turnlog_report.add_arguments(report)
     args = parser.parse_args(argv)
+    if args.command == "report":
+        return turnlog_report.run(args)
     apply_serve_mode(args.serve_mode)
     return _run(args)
 

@@ -219,13 +219,45 @@ class ServerConfig(_Frozen):
     max_body_bytes: int = Field(default=1_048_576, gt=0)
 
 
-class TurnLogConfig(_Frozen):
-    """Where turn records go. ``path`` is a local folder for ``sink: local``."""
+class S3Config(_Frozen):
+    """Where the S3 sink writes: ``s3://{bucket}/{prefix}/dt=.../hour=.../``.
+    ``endpoint_url`` points at an S3-compatible store (MinIO, moto, R2).
+    Credentials come from boto3's usual chain, never from this file."""
 
-    sink: Literal["local", "none"] = "local"
+    bucket: str = Field(min_length=3)
+    prefix: str = "turnlog"
+    region: str | None = None
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://")
+
+
+class SpoolConfig(_Frozen):
+    """The local folder that holds batches S3 refused, re-sent oldest first.
+    One per node is best: a restarted replica drains what the last one left."""
+
+    path: str = "./turnlog-spool"
+    max_bytes: int = Field(default=1 << 30, gt=0)
+    retry_backoff_s: float = Field(default=30.0, ge=0)
+
+
+class TurnLogConfig(_Frozen):
+    """Where turn records go: a local folder (``path``), S3 (``s3``, with a
+    local ``spool`` for outages), or nowhere. Records are buffered per
+    caller replica and flushed every ``flush_interval_s`` seconds or
+    ``flush_max_records`` records, whichever comes first; a crash loses at
+    most that buffer."""
+
+    sink: Literal["local", "s3", "none"] = "local"
     path: str = "./turnlog-data"
+    s3: S3Config | None = None
+    spool: SpoolConfig = SpoolConfig()
     flush_interval_s: float = Field(default=5.0, gt=0)
-    flush_max_records: int = Field(default=500, ge=1)
+    flush_max_records: int = Field(default=500, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _s3_needs_bucket(self) -> "TurnLogConfig":
+        if self.sink == "s3" and self.s3 is None:
+            raise ValueError("sink: s3 needs an s3: block with at least a bucket")
+        return self
 
 
 class DeploymentConfig(_Frozen):

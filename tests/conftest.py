@@ -146,6 +146,13 @@ def ray_session():
     from deployments.cli import DEFAULT_SERVE_MODE, apply_serve_mode
 
     apply_serve_mode(os.environ.get("NEMO_TEST_SERVE_MODE", DEFAULT_SERVE_MODE))
+    # Ray workers inherit this environment: fake AWS credentials only, so
+    # the S3 sink can only ever reach the loopback S3 server of the tests.
+    from turnlog.testing import AWS_ENV_TO_CLEAR, FAKE_AWS_ENV
+
+    for name in AWS_ENV_TO_CLEAR:
+        os.environ.pop(name, None)
+    os.environ.update(FAKE_AWS_ENV)
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
