@@ -19,14 +19,16 @@ FailureMode = Literal[
     "http_500",
     "http_503",
     "http_429",
+    "http_529",
     "hang",
     "drop_after",
     "malformed",
     "stall_after",
 ]
 
-HTTP_FAILURE_STATUS: dict[str, int] = {"http_500": 500, "http_503": 503, "http_429": 429}
-"""Failure modes answered with an immediate OpenAI-style JSON error, by status."""
+HTTP_FAILURE_STATUS: dict[str, int] = {"http_500": 500, "http_503": 503, "http_429": 429, "http_529": 529}
+"""Failure modes answered with an immediate JSON error, by status (the error
+object is in the request's format: OpenAI, Anthropic or Gemini)."""
 
 
 class Behavior(BaseModel):
@@ -41,7 +43,9 @@ class Behavior(BaseModel):
             request sets no `max_tokens`; otherwise `min(tokens, max_tokens)`.
             Default 20.
         failure: What goes wrong. Default `"none"`.
-            - `http_500` / `http_503` / `http_429`: immediate JSON error.
+            - `http_500` / `http_503` / `http_429` / `http_529`: immediate
+              JSON error in the request's format (Anthropic answers 503 and
+              529 with `overloaded_error`, Gemini with `UNAVAILABLE`).
             - `hang`: accept the request and send nothing, not even headers,
               until the client disconnects.
             - `drop_after`: send `drop_after_tokens` tokens, then close the
@@ -50,13 +54,17 @@ class Behavior(BaseModel):
               whose data is not valid JSON, then end the response.
             - `stall_after`: send `drop_after_tokens` tokens, then send
               nothing more until the client disconnects.
+            A tool-call reply counts as one token for these.
         drop_after_tokens: Good tokens sent before a `drop_after`,
             `malformed` or `stall_after` failure. Default 5.
         retry_after_s: When set, sent as the `Retry-After` header (seconds)
-            with `http_429` and `http_503`. Default None (no header).
+            with `http_429`, `http_503` and `http_529`. Default None (no header).
         failure_count: None means the failure applies to every request; N
             means it applies to the next N requests of the profile, after
             which the profile reverts to `failure="none"`. Default None.
+        tool_call: Answer every request that declares tools with a call of
+            its first tool (as if it said "call a tool"), except right
+            after a tool result. Default False.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -68,6 +76,7 @@ class Behavior(BaseModel):
     drop_after_tokens: int = Field(default=5, ge=0)
     retry_after_s: float | None = Field(default=None, ge=0)
     failure_count: int | None = Field(default=None, ge=0)
+    tool_call: bool = False
 
     @property
     def http_status(self) -> int | None:

@@ -39,7 +39,7 @@ def _build_profiles(specs: Sequence[str]) -> dict[str, Behavior]:
 def _arg_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m simprovider",
-        description="Simulated OpenAI-compatible provider with scripted latency and failures.",
+        description="Simulated LLM provider (OpenAI, Anthropic, Gemini formats) with scripted latency and failures.",
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"bind address (default {DEFAULT_HOST})")
     parser.add_argument(
@@ -50,7 +50,7 @@ def _arg_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME[:k=v,...]",
-        help="add or configure a profile served at /NAME/v1 (repeatable)",
+        help="add or configure a profile served under /NAME (repeatable)",
     )
     return parser
 

@@ -8,27 +8,21 @@ mid-body (`drop_after`), and waiting for the client to leave (`stall_after`).
 
 Tokens are scheduled at absolute times from the request's arrival
 (`ttft + (i - 1) * interval`), so send latency does not accumulate as drift.
+The script is the same in every wire format; the plan's `WireFormat`
+encodes it (see `formats`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from dataclasses import dataclass
 
 from starlette.types import Receive, Scope, Send
 
 from .behavior import Behavior
-from .wire import (
-    DONE_EVENT,
-    MALFORMED_EVENT,
-    ChunkFactory,
-    CompletionRequest,
-    completion_body,
-    new_completion_id,
-    token_text,
-)
+from .formats import OPENAI, WireFormat
+from .request import CompletionRequest, Reply, token_text
 
 __all__ = ["BufferedCompletion", "ConnectionDrop", "Plan", "StreamedCompletion"]
 
@@ -58,25 +52,45 @@ class Plan:
         extra_headers: Response headers added to every reply (e.g. `x-sim-profile`).
         arrived_s: Event-loop time (seconds) the request arrived; the
             schedule counts from here.
+        wire: The format to answer in. Default OpenAI.
     """
 
     request: CompletionRequest
     behavior: Behavior
     extra_headers: list[tuple[bytes, bytes]]
     arrived_s: float
+    wire: WireFormat = OPENAI
 
     @property
     def n_tokens(self) -> int:
-        """Content tokens a successful reply carries: min(tokens, max_tokens)."""
+        """Words a successful text reply carries: the `tokens` words not yet
+        said (all of them unless continuing), at most `max_tokens`."""
         limit = self.request.max_tokens
-        tokens = self.behavior.tokens
+        tokens = max(0, self.behavior.tokens - (self.request.first_word - 1))
         return tokens if limit is None else min(tokens, limit)
+
+    @property
+    def tool_name(self) -> str | None:
+        """The tool to call instead of answering with text, or None."""
+        request = self.request
+        wanted = request.asks_for_tool or self.behavior.tool_call
+        return request.tool_name if wanted and not request.after_tool_result else None
+
+    @property
+    def reply(self) -> Reply:
+        tool = self.tool_name
+        return Reply(self.request.first_word, 0 if tool else self.n_tokens, tool)
+
+    @property
+    def n_units(self) -> int:
+        """Scheduled sends after the start: one per word, or one tool call."""
+        return 1 if self.tool_name else self.n_tokens
 
     @property
     def tokens_before_failure(self) -> int | None:
         """Good tokens sent before a mid-response failure; None if none is due."""
         if self.behavior.failure in ("drop_after", "malformed", "stall_after"):
-            return min(self.behavior.drop_after_tokens, self.n_tokens)
+            return min(self.behavior.drop_after_tokens, self.n_units)
         return None
 
     def token_due_s(self, index: int) -> float:
@@ -100,18 +114,17 @@ async def _sleep_until(due_s: float) -> None:
 
 
 class StreamedCompletion:
-    """Server-sent events exactly as OpenAI streams them, with failures injected.
+    """Server-sent events exactly as the provider streams them, with failures injected.
 
-    Headers go out at once; the role chunk and the first content token go
-    out after `ttft_ms`, so a client's time to first body byte is the TTFT.
-    Every event is its own `send`, so uvicorn writes each one immediately.
+    Headers go out at once; the start events (OpenAI's role chunk,
+    Anthropic's `message_start`) and the first content token go out after
+    `ttft_ms`, so a client's time to first body byte is the TTFT. Every
+    event is its own `send`, so uvicorn writes each one immediately.
     """
 
     def __init__(self, plan: Plan) -> None:
         self._plan = plan
-        self._chunks = ChunkFactory(
-            new_completion_id(), int(time.time()), plan.request.model, plan.request.include_usage
-        )
+        self._events = plan.wire.stream(plan.request)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         disconnected = asyncio.ensure_future(_wait_for_disconnect(receive))
@@ -129,14 +142,20 @@ class StreamedCompletion:
             {"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + plan.extra_headers}
         )
         await _sleep_until(plan.token_due_s(0))
-        await _body(send, self._chunks.role())
+        for event in self._events.start():
+            await _body(send, event)
         stop_at = plan.tokens_before_failure
-        last = plan.n_tokens if stop_at is None else stop_at
+        last = plan.n_units if stop_at is None else stop_at
+        tool, first_word = plan.tool_name, plan.request.first_word
         for index in range(1, last + 1):
             await _sleep_until(plan.token_due_s(index))
             if disconnected.done():
                 return  # nobody is listening; stop spending CPU on this stream
-            await _body(send, self._chunks.content(token_text(index)))
+            if tool:
+                for event in self._events.tool_call(tool):
+                    await _body(send, event)
+            else:
+                await _body(send, self._events.text(token_text(first_word + index - 1)))
         if stop_at is not None:
             await self._fail(send, disconnected)
             return
@@ -149,19 +168,19 @@ class StreamedCompletion:
         if failure == "stall_after":
             await disconnected
             return
-        await _body(send, MALFORMED_EVENT)
+        await _body(send, self._events.malformed)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _finish(self, send: Send) -> None:
-        plan = self._plan
-        await _body(send, self._chunks.finish())
-        if plan.request.include_usage:
-            await _body(send, self._chunks.usage(plan.request.prompt_tokens, plan.n_tokens))
-        await send({"type": "http.response.body", "body": DONE_EVENT, "more_body": False})
+        reply = self._plan.reply
+        events = [e for e in self._events.finish("tool_calls" if reply.tool_name else "stop", reply.completion_tokens) if e]
+        for event in events[:-1]:
+            await _body(send, event)
+        await send({"type": "http.response.body", "body": events[-1], "more_body": False})
 
 
 class BufferedCompletion:
-    """A non-streamed `chat.completion`, sent when the last token would be.
+    """A non-streamed reply in the plan's format, sent when the last token would be.
 
     Failures: `hang` and `stall_after` send nothing until the client leaves;
     `drop_after` announces the full Content-Length, sends half the body and
@@ -179,17 +198,8 @@ class BufferedCompletion:
             await _wait_for_disconnect(receive)
             return
         stop_at = plan.tokens_before_failure
-        await _sleep_until(plan.token_due_s(plan.n_tokens if stop_at is None else stop_at))
-        body = json.dumps(
-            completion_body(
-                new_completion_id(),
-                int(time.time()),
-                plan.request.model,
-                plan.request.prompt_tokens,
-                plan.n_tokens,
-            ),
-            separators=(",", ":"),
-        ).encode()
+        await _sleep_until(plan.token_due_s(plan.n_units if stop_at is None else stop_at))
+        body = json.dumps(plan.wire.body(plan.request, plan.reply), separators=(",", ":")).encode()
         if failure == "malformed":
             body = body[: len(body) // 2]
         headers = [_JSON_CONTENT_TYPE, (b"content-length", str(len(body)).encode())]

@@ -55,6 +55,12 @@ class SimulatorProcess:
         """OpenAI base URL of one profile, e.g. `http://127.0.0.1:9100/fast/v1`."""
         return f"{self.url}/{profile}/v1"
 
+    def root_url(self, profile: str = "default") -> str:
+        """Anthropic and Gemini base URL of one profile, e.g.
+        `http://127.0.0.1:9100/fast` (their paths start with `/v1/messages`,
+        `/v1beta/models/...`)."""
+        return f"{self.url}/{profile}"
+
     def _call(self, method: str, path: str, json: Any = None) -> Any:
         try:
             response = self._admin.request(method, path, json=json)

@@ -1,7 +1,11 @@
-"""The Starlette app: OpenAI-compatible routes per profile, plus the admin API.
+"""The Starlette app: OpenAI, Anthropic and Gemini routes per profile, plus
+the admin API.
 
-Routes:
-    POST /{profile}/v1/chat/completions   (and /v1/... for `default`)
+Routes (each also without the `/{profile}` prefix, for `default`):
+    POST /{profile}/v1/chat/completions                    OpenAI
+    POST /{profile}/v1/messages                            Anthropic Messages
+    POST /{profile}/v1beta/models/{model}:generateContent  Gemini
+    POST /{profile}/v1beta/models/{model}:streamGenerateContent?alt=sse
     GET  /{profile}/v1/models
     GET  /_sim/profiles         -> {name: behavior}
     PUT  /_sim/profiles/{name}  partial Behavior fields, merged
@@ -14,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -23,9 +28,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .anthropic_wire import parse_messages_request
 from .behavior import Behavior, merge_behavior
+from .formats import ANTHROPIC, GEMINI, OPENAI, WireFormat
+from .gemini_wire import parse_generate_request
 from .playback import BufferedCompletion, Plan, StreamedCompletion
 from .profiles import DEFAULT_PROFILE, ProfileRegistry
+from .request import CompletionRequest
 from .wire import InvalidRequest, error_body, models_body, parse_completion_request
 
 __all__ = ["BEHAVIOR_HEADER", "PROFILE_HEADER", "build_app"]
@@ -42,12 +51,27 @@ def _error(status: int, message: str, error_type: str, code: str | None = None,
     return JSONResponse(error_body(message, error_type, code), status_code=status, headers=headers)
 
 
-_HTTP_FAILURES: dict[int, tuple[str, str, str]] = {
-    # status: (message, type, code), worded like OpenAI's own errors
-    500: ("The server had an error while processing your request.", "server_error", "internal_error"),
-    503: ("The engine is currently overloaded, please try again later.", "server_error", "overloaded"),
-    429: ("Rate limit reached for requests.", "requests", "rate_limit_exceeded"),
-}
+_RETRY_AFTER_STATUSES = (429, 503, 529)
+
+_GEMINI_ACTIONS = ("generateContent", "streamGenerateContent")
+
+Parser = Callable[[Request, bytes], CompletionRequest]
+
+
+def _parse_openai(request: Request, body: bytes) -> CompletionRequest:
+    return parse_completion_request(body)
+
+
+def _parse_anthropic(request: Request, body: bytes) -> CompletionRequest:
+    return parse_messages_request(body, request.headers)
+
+
+def _parse_gemini(request: Request, body: bytes) -> CompletionRequest:
+    model, _, action = request.path_params["target"].rpartition(":")
+    stream = action == "streamGenerateContent"
+    if stream and request.query_params.get("alt") != "sse":
+        raise InvalidRequest("the simulator streams Gemini replies only with ?alt=sse")
+    return parse_generate_request(body, model, stream)
 
 
 class _Finished:
@@ -78,26 +102,38 @@ class _Endpoints:
         return name
 
     async def chat_completions(self, request: Request) -> ASGIApp:
+        return await self._serve(request, OPENAI, _parse_openai)
+
+    async def messages(self, request: Request) -> ASGIApp:
+        return await self._serve(request, ANTHROPIC, _parse_anthropic)
+
+    async def generate_content(self, request: Request) -> ASGIApp:
+        model, _, action = request.path_params["target"].rpartition(":")
+        if not model or action not in _GEMINI_ACTIONS:
+            raise HTTPException(404, f"unknown Gemini method '{request.path_params['target']}'")
+        return await self._serve(request, GEMINI, _parse_gemini)
+
+    async def _serve(self, request: Request, wire: WireFormat, parse: Parser) -> ASGIApp:
         profile = self._profile(request)
         self.registry.start(profile)
         try:
-            response = await self._completion(request, profile)
+            response = await self._completion(request, profile, wire, parse)
         except BaseException:
             self.registry.finish(profile)  # e.g. ClientDisconnect while reading the body
             raise
         return _Finished(response, self.registry, profile)
 
-    async def _completion(self, request: Request, profile: str) -> ASGIApp:
+    async def _completion(self, request: Request, profile: str, wire: WireFormat, parse: Parser) -> ASGIApp:
         arrived_s = asyncio.get_running_loop().time()
         try:
-            parsed = parse_completion_request(await request.body())
+            parsed = parse(request, await request.body())
             behavior = self._behavior_for(request, profile)
         except (InvalidRequest, ValidationError) as exc:
-            return _error(400, str(exc), "invalid_request_error", headers={PROFILE_HEADER: profile})
+            return JSONResponse(wire.invalid(str(exc)), status_code=400, headers={PROFILE_HEADER: profile})
         extra_headers = [(PROFILE_HEADER.encode(), profile.encode())]
         if behavior.http_status is not None:
-            return self._http_failure(behavior, profile)
-        plan = Plan(parsed, behavior, extra_headers, arrived_s)
+            return self._http_failure(behavior, profile, wire)
+        plan = Plan(parsed, behavior, extra_headers, arrived_s, wire)
         return StreamedCompletion(plan) if parsed.stream else BufferedCompletion(plan)
 
     def _behavior_for(self, request: Request, profile: str) -> Behavior:
@@ -114,14 +150,13 @@ class _Endpoints:
         # failure_count untouched.
         return merge_behavior(self.registry.peek(profile), patch)
 
-    def _http_failure(self, behavior: Behavior, profile: str) -> JSONResponse:
+    def _http_failure(self, behavior: Behavior, profile: str, wire: WireFormat) -> JSONResponse:
         status = behavior.http_status
         assert status is not None
-        message, error_type, code = _HTTP_FAILURES[status]
         headers = {PROFILE_HEADER: profile}
-        if behavior.retry_after_s is not None and status in (429, 503):
+        if behavior.retry_after_s is not None and status in _RETRY_AFTER_STATUSES:
             headers["retry-after"] = f"{behavior.retry_after_s:g}"
-        return _error(status, message, error_type, code, headers)
+        return JSONResponse(wire.failure(status, behavior.retry_after_s), status_code=status, headers=headers)
 
     async def models(self, request: Request) -> Response:
         profile = self._profile(request)
@@ -175,8 +210,12 @@ def build_app(profiles: Mapping[str, Behavior] | None = None) -> Starlette:
         Route("/_sim/stats", endpoints.stats, methods=["GET"]),
         Route("/_sim/reset", endpoints.reset, methods=["POST"]),
         Route("/v1/chat/completions", endpoints.chat_completions, methods=["POST"]),
+        Route("/v1/messages", endpoints.messages, methods=["POST"]),
+        Route("/v1beta/models/{target}", endpoints.generate_content, methods=["POST"]),
         Route("/v1/models", endpoints.models, methods=["GET"]),
         Route("/{profile}/v1/chat/completions", endpoints.chat_completions, methods=["POST"]),
+        Route("/{profile}/v1/messages", endpoints.messages, methods=["POST"]),
+        Route("/{profile}/v1beta/models/{target}", endpoints.generate_content, methods=["POST"]),
         Route("/{profile}/v1/models", endpoints.models, methods=["GET"]),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_exception})

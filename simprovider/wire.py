@@ -2,14 +2,27 @@
 
 Pure functions, no I/O and no clock: the caller passes `created` and the
 completion id, so every payload here is reproducible in tests.
+`OpenAIStream` is the OpenAI stream encoder the playback drives (see
+`formats`); `anthropic_wire` and `gemini_wire` are its siblings.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass
+import time
 from typing import Any
+
+from .request import (
+    TOOL_ARGUMENTS,
+    TOOL_CALL_TEXT,
+    CompletionRequest,
+    InvalidRequest,
+    Reply,
+    continuation_start,
+    token_text,
+    word_count,
+)
 
 __all__ = [
     "DONE_EVENT",
@@ -18,11 +31,16 @@ __all__ = [
     "MODEL_ID",
     "CompletionRequest",
     "InvalidRequest",
+    "OpenAIStream",
     "completion_body",
     "error_body",
+    "failure_body",
+    "invalid_body",
     "models_body",
     "new_completion_id",
     "parse_completion_request",
+    "reply_body",
+    "split_arguments",
     "sse_event",
     "token_text",
     "usage_body",
@@ -35,30 +53,6 @@ DONE_EVENT = b"data: [DONE]\n\n"
 
 MALFORMED_EVENT = b'data: {"choices": [\n\n'
 """An event whose data is cut-off JSON, as a broken upstream might send."""
-
-
-class InvalidRequest(ValueError):
-    """The request body is not a usable chat completion request (HTTP 400)."""
-
-
-@dataclass(frozen=True)
-class CompletionRequest:
-    """The parts of a chat completion request the simulator acts on.
-
-    Attributes:
-        model: Echoed back in every reply; `sim-model` when absent.
-        stream: Whether to answer with server-sent events.
-        include_usage: `stream_options.include_usage`; adds a usage chunk.
-        max_tokens: `max_completion_tokens`, else `max_tokens`, else None.
-        prompt_tokens: Rough prompt size: whitespace-separated words in all
-            message contents, at least 1.
-    """
-
-    model: str
-    stream: bool
-    include_usage: bool
-    max_tokens: int | None
-    prompt_tokens: int
 
 
 def parse_completion_request(body: bytes) -> CompletionRequest:
@@ -83,13 +77,26 @@ def parse_completion_request(body: bytes) -> CompletionRequest:
     stream_options = payload.get("stream_options") or {}
     if not isinstance(stream_options, dict):
         raise InvalidRequest("'stream_options' must be an object")
+    last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
+    last_text = _text(last)
     return CompletionRequest(
         model=model,
         stream=payload.get("stream") is True,
         include_usage=stream_options.get("include_usage") is True,
         max_tokens=_max_tokens(payload),
-        prompt_tokens=max(1, sum(_word_count(m) for m in messages)),
+        prompt_tokens=max(1, sum(word_count(_text(m)) for m in messages)),
+        first_word=continuation_start(last_text) if last.get("role") == "assistant" else 1,
+        tool_name=_first_tool(payload.get("tools")),
+        asks_for_tool=last.get("role") == "user" and TOOL_CALL_TEXT in last_text,
+        after_tool_result=last.get("role") == "tool",
     )
+
+
+def _first_tool(tools: Any) -> str | None:
+    if not isinstance(tools, list) or not tools or not isinstance(tools[0], dict):
+        return None
+    name = (tools[0].get("function") or {}).get("name")
+    return name if isinstance(name, str) and name else None
 
 
 def _max_tokens(payload: dict[str, Any]) -> int | None:
@@ -104,31 +111,21 @@ def _max_tokens(payload: dict[str, Any]) -> int | None:
     return None
 
 
-def _word_count(message: Any) -> int:
+def _text(message: Any) -> str:
     if not isinstance(message, dict):
-        return 0
+        return ""
     content = message.get("content")
     if isinstance(content, str):
-        return len(content.split())
+        return content
     if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}]
-        return sum(
-            len(part["text"].split())
-            for part in content
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        return " ".join(
+            part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)
         )
-    return 0
+    return ""
 
 
 def new_completion_id() -> str:
     return f"chatcmpl-sim-{secrets.token_hex(12)}"
-
-
-def token_text(index: int) -> str:
-    """The content delta of token `index` (1-based): `w1`, ` w2`, ` w3`, ...
-
-    Numbered words let a client check that a stream has no gap or repeat.
-    """
-    return f"w{index}" if index == 1 else f" w{index}"
 
 
 def usage_body(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
@@ -187,6 +184,10 @@ class ChunkFactory:
     def content(self, text: str) -> bytes:
         return self._content_prefix + _compact(text).encode() + self._content_suffix
 
+    def tool_call(self, call: dict[str, Any]) -> bytes:
+        """A chunk carrying one tool-call delta (`index`, then `id`, `function`...)."""
+        return self._chunk([_choice({"tool_calls": [call]}, None)])
+
     def finish(self, reason: str = "stop") -> bytes:
         return self._chunk([_choice({}, reason)])
 
@@ -203,21 +204,90 @@ def completion_body(
     completion_id: str, created: int, model: str, prompt_tokens: int, n_tokens: int
 ) -> dict[str, Any]:
     """A whole non-streamed `chat.completion` of `n_tokens` numbered words."""
-    content = "".join(token_text(i) for i in range(1, n_tokens + 1))
+    request = CompletionRequest(model, False, False, None, prompt_tokens)
+    return reply_body(request, Reply(1, n_tokens), completion_id, created)
+
+
+def reply_body(request: CompletionRequest, reply: Reply, completion_id: str, created: int) -> dict[str, Any]:
+    """A whole non-streamed `chat.completion` carrying `reply`."""
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+    if reply.tool_name:
+        message = {"role": "assistant", "content": None, "tool_calls": [_tool_call(reply.tool_name)]}
     return {
         "id": completion_id,
         "object": "chat.completion",
         "created": created,
-        "model": model,
+        "model": request.model,
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": content},
-                "finish_reason": "stop",
+                "message": message,
+                "finish_reason": "tool_calls" if reply.tool_name else "stop",
             }
         ],
-        "usage": usage_body(prompt_tokens, n_tokens),
+        "usage": usage_body(request.prompt_tokens, reply.completion_tokens),
     }
+
+
+def _tool_call(name: str) -> dict[str, Any]:
+    return {
+        "id": f"call_sim_{secrets.token_hex(8)}",
+        "type": "function",
+        "function": {"name": name, "arguments": _compact(TOOL_ARGUMENTS)},
+    }
+
+
+def split_arguments(arguments: dict[str, Any]) -> list[str]:
+    """Compact JSON of `arguments` in two fragments, as providers stream them."""
+    text = _compact(arguments)
+    middle = len(text) // 2
+    return [text[:middle], text[middle:]]
+
+
+class OpenAIStream:
+    """The events of one OpenAI stream, in the order the playback asks for them."""
+
+    malformed = MALFORMED_EVENT
+
+    def __init__(self, request: CompletionRequest) -> None:
+        self._request = request
+        self._chunks = ChunkFactory(new_completion_id(), int(time.time()), request.model, request.include_usage)
+
+    def start(self) -> list[bytes]:
+        return [self._chunks.role()]
+
+    def text(self, delta: str) -> bytes:
+        return self._chunks.content(delta)
+
+    def tool_call(self, name: str) -> list[bytes]:
+        call = _tool_call(name)
+        head = {"index": 0, "id": call["id"], "type": "function", "function": {"name": name, "arguments": ""}}
+        fragments = [{"index": 0, "function": {"arguments": part}} for part in split_arguments(TOOL_ARGUMENTS)]
+        return [self._chunks.tool_call(delta) for delta in (head, *fragments)]
+
+    def finish(self, reason: str, completion_tokens: int) -> list[bytes]:
+        events = [self._chunks.finish(reason)]
+        if self._request.include_usage:
+            events.append(self._chunks.usage(self._request.prompt_tokens, completion_tokens))
+        return [*events, DONE_EVENT]
+
+
+_FAILURES: dict[int, tuple[str, str, str]] = {
+    # status: (message, type, code), worded like OpenAI's own errors
+    500: ("The server had an error while processing your request.", "server_error", "internal_error"),
+    503: ("The engine is currently overloaded, please try again later.", "server_error", "overloaded"),
+    529: ("The engine is currently overloaded, please try again later.", "server_error", "overloaded"),
+    429: ("Rate limit reached for requests.", "requests", "rate_limit_exceeded"),
+}
+
+
+def failure_body(status: int, retry_after_s: float | None = None) -> dict[str, Any]:
+    """The OpenAI error a simulated `http_*` failure answers with."""
+    return error_body(*_FAILURES[status])
+
+
+def invalid_body(message: str) -> dict[str, Any]:
+    return error_body(message, "invalid_request_error")
 
 
 def error_body(message: str, error_type: str, code: str | None = None) -> dict[str, Any]:

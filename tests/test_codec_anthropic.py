@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from router.errors import InvalidRequest, UpstreamDisconnected, UpstreamProtocolError, UpstreamStatusError
 from router.providers import AnthropicCodec, MessageAssembler, TranslatedStream, codec_for
@@ -419,3 +421,39 @@ def test_retry_after_and_unstructured_bodies(codec):
 
     assert limited.retry_after_s == 12.0
     assert gateway.retryable and gateway.provider_error_type is None
+
+
+# --- property: any text, any deltas, any network split ----------------------------
+
+
+def _event(name: str, payload: dict) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(payload)}\n\n".encode()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    deltas=st.lists(st.text(min_size=1, max_size=12), max_size=8),
+    fragments=st.lists(st.text(max_size=6), max_size=5),
+    piece=st.integers(min_value=1, max_value=64),
+)
+def test_any_stream_reassembles_to_what_was_sent(deltas, fragments, piece):
+    raw = _event("message_start", {"type": "message_start", "message": {"id": "msg_1", "model": "m", "usage": {"input_tokens": 3}}})
+    raw += _event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+    for text in deltas:
+        raw += _event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}})
+    raw += _event("content_block_start", {"type": "content_block_start", "index": 1,
+                                          "content_block": {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}})
+    for fragment in fragments:
+        raw += _event("content_block_delta", {"type": "content_block_delta", "index": 1,
+                                              "delta": {"type": "input_json_delta", "partial_json": fragment}})
+    raw += _event("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}})
+    raw += _event("message_stop", {"type": "message_stop"})
+    translator = AnthropicCodec().stream_translator("m")
+    message = MessageAssembler()
+
+    for chunk in [c for e in events_of(raw, piece) for c in translator.feed(e)] + translator.finish():
+        message.add(chunk)
+
+    assert message.content == "".join(deltas)
+    assert message.tool_calls[0]["function"] == {"name": "f", "arguments": "".join(fragments)}
+    assert message.usage == {"prompt_tokens": 3, "completion_tokens": 9, "total_tokens": 12}

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from router.errors import InvalidRequest, UpstreamDisconnected, UpstreamProtocolError, UpstreamStatusError
 from router.providers import GeminiCodec, MessageAssembler, TranslatedStream, codec_for
@@ -344,3 +346,27 @@ def test_array_wrapped_error_body(codec):
     body = b"[" + google_error(400, "INVALID_ARGUMENT") + b"]"
 
     assert codec.error_from_status(400, body, None).provider_error_type == "INVALID_ARGUMENT"
+
+
+# --- property: any text, any chunking, any network split ----------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    texts=st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=8),
+    args=st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3),
+    piece=st.integers(min_value=1, max_value=64),
+)
+def test_any_stream_reassembles_to_what_was_sent(texts, args, piece):
+    raw = sse(*[chunk([{"text": t}]) for t in texts],
+              chunk([{"functionCall": {"name": "f", "args": args}}], "STOP",
+                    {"promptTokenCount": 2, "candidatesTokenCount": 5, "totalTokenCount": 7}))
+    translator = GeminiCodec().stream_translator("m")
+    message = MessageAssembler()
+
+    for c in [c for e in events_of(raw, piece) for c in translator.feed(e)] + translator.finish():
+        message.add(c)
+
+    assert message.content == "".join(texts)
+    assert json.loads(message.tool_calls[0]["function"]["arguments"]) == args
+    assert message.finish_reason == "tool_calls" and message.usage["total_tokens"] == 7

@@ -35,9 +35,11 @@ def test_path_headers_and_body(codec):
         "model": "gpt-4o-mini",
         "messages": [{"role": "user", "content": "hi"}],
         "seed": 3,
+        "stream": True,
         "stream_options": {"include_usage": True},
     }
     assert notes == []
+    assert json.loads(codec.request_body({**request, "stream": True}, "m", stream=False)[0])["stream"] is False
 
 
 def test_parse_response_is_the_completion(codec):

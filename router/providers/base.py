@@ -1,0 +1,166 @@
+"""The provider codec interface, and the error classification codecs share.
+
+A codec translates between OpenAI's chat-completions format (what clients
+send and what the router hands back) and one provider's wire format. It
+never touches the network: the caller does the HTTP and hands the codec
+bytes, so every codec is tested from recorded payloads alone.
+
+One attempt at one endpoint, from the caller's side::
+
+    codec = codec_for(endpoint.provider)
+    body, notes = codec.request_body(request, endpoint.model, stream)  # notes -> turn record
+    url = endpoint.base_url.rstrip("/") + codec.path(endpoint.model, stream)
+    headers = codec.headers(api_key)
+    # non-2xx reply:
+    raise codec.error_from_status(status, body, retry_after, endpoint=name)
+    # 2xx, stream=False:
+    completion = codec.parse_response(payload, endpoint=name)   # chat.completion dict
+    # 2xx, stream=True: one translator per attempt
+    translator = codec.stream_translator(endpoint.model, endpoint=name)
+    for event in decoder.feed(raw): chunks = translator.feed(event)
+    chunks = translator.finish()        # at end of body; raises if cut short
+    translator.usage                    # OpenAI usage dict, once the stream ended
+
+Errors are classified here, once, by HTTP status and the provider's
+structured error type (never its message text): ``UpstreamStatusError``
+with ``retryable`` / ``counts_against_health`` set by the type when the
+type knows better than the status (an Anthropic ``overloaded_error`` is the
+provider's fault whatever the status says).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from router.errors import UpstreamError, UpstreamProtocolError, UpstreamStatusError
+from router.openai_wire import parse_retry_after_s
+from router.sse import SSEEvent
+
+__all__ = [
+    "ProviderCodec",
+    "StreamTranslator",
+    "load_json_object",
+    "status_error",
+]
+
+MAX_DETAIL_CHARS = 300
+
+
+class StreamTranslator(Protocol):
+    """Per-attempt state that turns one provider stream into OpenAI chunks.
+
+    ``feed`` takes each decoded SSE event and returns zero or more
+    ``chat.completion.chunk`` dicts; ``finish`` is called once when the
+    upstream body ends and returns any trailing chunks (the usage-only
+    chunk, ``choices: []``), or raises ``UpstreamDisconnected`` when the
+    provider never said it was done. Malformed events raise
+    ``UpstreamProtocolError``; a provider error event raises the classified
+    ``UpstreamStatusError``.
+
+    After the stream: ``usage`` is the OpenAI usage dict (or None) and
+    ``finish_reason`` the OpenAI finish reason; ``done`` turns true once the
+    provider signalled its end.
+    """
+
+    usage: dict[str, Any] | None
+    finish_reason: str | None
+
+    @property
+    def done(self) -> bool: ...
+
+    def feed(self, event: SSEEvent) -> list[dict[str, Any]]: ...
+
+    def finish(self) -> list[dict[str, Any]]: ...
+
+
+class ProviderCodec(Protocol):
+    """Build requests for, and read replies from, one provider's API.
+
+    ``passthrough``: the provider already streams OpenAI chunks, so the
+    caller may forward the upstream bytes unchanged instead of re-encoding
+    the translator's output.
+    """
+
+    name: str
+    passthrough: bool
+
+    def path(self, model: str, stream: bool) -> str:
+        """The URL path (and query) appended to the endpoint's ``base_url``."""
+        ...
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        """Content type, authentication and version headers."""
+        ...
+
+    def request_body(self, openai_request: dict[str, Any], model: str, stream: bool) -> tuple[bytes, list[str]]:
+        """The upstream body and one note per parameter dropped on the way.
+
+        Raises ``InvalidRequest`` (400) when the request asks for something
+        the provider cannot do and dropping it would change the answer.
+        """
+        ...
+
+    def parse_response(self, payload: bytes, *, endpoint: str | None = None) -> dict[str, Any]:
+        """A non-streamed reply as an OpenAI ``chat.completion`` dict."""
+        ...
+
+    def stream_translator(self, model: str, *, endpoint: str | None = None) -> StreamTranslator:
+        """A fresh translator for one streamed attempt."""
+        ...
+
+    def error_from_status(
+        self, status: int, body: bytes, retry_after: str | None, *, endpoint: str | None = None
+    ) -> UpstreamError:
+        """The classified error for a non-2xx reply."""
+        ...
+
+
+def load_json_object(payload: bytes, what: str, endpoint: str | None) -> dict[str, Any]:
+    """``payload`` as a JSON object, or ``UpstreamProtocolError`` naming ``what``."""
+    try:
+        value = json.loads(payload)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UpstreamProtocolError(f"upstream sent a malformed {what}", endpoint=endpoint) from exc
+    if not isinstance(value, dict):
+        raise UpstreamProtocolError(f"upstream {what} is not a JSON object", endpoint=endpoint)
+    return value
+
+
+def status_error(
+    status_code: int,
+    *,
+    provider_type: str | None,
+    detail: str | None,
+    upstream_fault: bool | None,
+    retry_after_s: float | str | None = None,
+    endpoint: str | None = None,
+) -> UpstreamStatusError:
+    """An ``UpstreamStatusError`` classified by status, then by provider type.
+
+    ``upstream_fault`` is the provider type's verdict (None: the type is
+    unknown, the status decides). The error keeps the provider's type as
+    ``provider_error_type`` for the turn record.
+    """
+    message = f"upstream returned HTTP {status_code}"
+    if provider_type:
+        message += f" ({provider_type})"
+    if detail:
+        message += f": {detail[:MAX_DETAIL_CHARS]}"
+    if isinstance(retry_after_s, str) or retry_after_s is None:
+        retry_after_s = parse_retry_after_s(retry_after_s)
+    error = UpstreamStatusError(message, status_code=status_code, retry_after_s=retry_after_s, endpoint=endpoint)
+    if upstream_fault is not None and upstream_fault != error.retryable:
+        _set_fault(error, upstream_fault, status_code)
+    error.provider_error_type = provider_type  # type: ignore[attr-defined]
+    return error
+
+
+def _set_fault(error: UpstreamStatusError, upstream_fault: bool, status_code: int) -> None:
+    error.retryable = upstream_fault
+    error.counts_against_health = upstream_fault
+    if upstream_fault:
+        error.http_status, error.error_type = 502, "upstream_error"
+    else:
+        error.http_status = status_code if 400 <= status_code < 500 else 400
+        error.error_type = "invalid_request_error"

@@ -1,0 +1,221 @@
+"""Reading Gemini's replies: ``GenerateContentResponse`` objects (whole, or
+one per SSE event when streamed with ``alt=sse``) and error objects.
+
+Only ``candidates[0]`` is read (the codec never asks for more). Text parts
+become content (``thought`` parts are skipped); each ``functionCall`` part
+arrives whole, so it becomes a single tool-call delta carrying the id the
+router makes up (Gemini's calls have none), the name and all the arguments.
+``finishReason`` maps STOP -> stop (tool_calls when the turn called a
+tool), MAX_TOKENS -> length, the safety family -> content_filter, anything
+else -> stop; a prompt blocked before any candidate is content_filter.
+
+Usage comes from ``usageMetadata`` (the latest one wins when streamed):
+prompt = promptTokenCount, completion = candidatesTokenCount +
+thoughtsTokenCount, total = totalTokenCount. A Gemini stream has no end
+marker: it is done once a candidate has a ``finishReason``.
+
+Errors are classified by the ``error.status`` name (google.rpc codes);
+a 429's ``RetryInfo.retryDelay`` stands in for a missing Retry-After.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from router.errors import UpstreamDisconnected, UpstreamStatusError
+from router.providers.base import load_json_object, status_error
+from router.providers.chunks import ChunkBuilder, usage_dict
+from router.sse import SSEEvent
+
+__all__ = ["GeminiStreamTranslator", "classify_error", "parse_generate_response"]
+
+FINISH_REASONS = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+}
+
+# error.status -> (its HTTP status, the provider's fault?)
+ERROR_STATUSES: dict[str, tuple[int, bool]] = {
+    "INVALID_ARGUMENT": (400, False),
+    "FAILED_PRECONDITION": (400, False),
+    "OUT_OF_RANGE": (400, False),
+    "UNAUTHENTICATED": (401, False),
+    "PERMISSION_DENIED": (403, False),
+    "NOT_FOUND": (404, False),
+    "RESOURCE_EXHAUSTED": (429, True),
+    "INTERNAL": (500, True),
+    "UNAVAILABLE": (503, True),
+    "DEADLINE_EXCEEDED": (504, True),
+}
+
+
+def _error_fields(payload: Any) -> tuple[str | None, str | None, float | None]:
+    if isinstance(payload, list) and payload:  # non-SSE streams wrap it in an array
+        payload = payload[0]
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if not isinstance(error, dict):
+        return None, None, None
+    kind, message = error.get("status"), error.get("message")
+    return (kind if isinstance(kind, str) else None), (message if isinstance(message, str) else None), _retry_delay_s(error)
+
+
+def _retry_delay_s(error: dict[str, Any]) -> float | None:
+    for detail in error.get("details") or ():
+        delay = detail.get("retryDelay") if isinstance(detail, dict) else None
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                return float(delay[:-1])
+            except ValueError:
+                return None
+    return None
+
+
+def classify_error(status: int, body: bytes, retry_after: str | None, *, endpoint: str | None) -> UpstreamStatusError:
+    """A non-2xx reply, classified by its ``error.status`` where it has one."""
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        payload = None
+    kind, detail, delay_s = _error_fields(payload)
+    fault = ERROR_STATUSES[kind][1] if kind in ERROR_STATUSES else None
+    return status_error(status, provider_type=kind, detail=detail, upstream_fault=fault,
+                        retry_after_s=retry_after if retry_after else delay_s, endpoint=endpoint)
+
+
+def _embedded_error(payload: dict[str, Any], endpoint: str | None) -> UpstreamStatusError:
+    kind, detail, delay_s = _error_fields(payload)
+    code = payload["error"].get("code") if isinstance(payload.get("error"), dict) else None
+    status, fault = ERROR_STATUSES.get(kind or "", (code if isinstance(code, int) else 500, None))
+    return status_error(status, provider_type=kind, detail=f"error in a 200 reply: {detail}",
+                        upstream_fault=fault, retry_after_s=delay_s, endpoint=endpoint)
+
+
+def _usage(metadata: dict[str, Any]) -> dict[str, Any]:
+    prompt = metadata.get("promptTokenCount") or 0
+    thoughts = metadata.get("thoughtsTokenCount") or 0
+    completion = (metadata.get("candidatesTokenCount") or 0) + thoughts
+    return usage_dict(prompt, completion, metadata.get("totalTokenCount"),
+                      cached_tokens=metadata.get("cachedContentTokenCount"), reasoning_tokens=thoughts)
+
+
+def _finish_reason(raw: str, called_tools: bool) -> str:
+    reason = FINISH_REASONS.get(raw, "stop")
+    return "tool_calls" if called_tools and reason == "stop" else reason
+
+
+def _parts(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    """``(parts, raw finish reason)`` of the first candidate; a blocked prompt
+    reads as no parts and the SAFETY finish."""
+    candidates = payload.get("candidates") or []
+    if not candidates:
+        blocked = (payload.get("promptFeedback") or {}).get("blockReason")
+        return [], ("SAFETY" if blocked else None)
+    candidate = candidates[0]
+    parts = (candidate.get("content") or {}).get("parts") or []
+    return [p for p in parts if isinstance(p, dict) and not p.get("thought")], candidate.get("finishReason")
+
+
+def _call(part: dict[str, Any]) -> tuple[str, str]:
+    call = part["functionCall"]
+    return call.get("name") or "", json.dumps(call.get("args") or {}, separators=(",", ":"))
+
+
+def parse_generate_response(
+    payload: bytes, *, model: str | None, created: int, new_token: Callable[[], str], endpoint: str | None
+) -> dict[str, Any]:
+    """A ``generateContent`` reply as an OpenAI ``chat.completion``."""
+    data = load_json_object(payload, "response", endpoint)
+    if "error" in data:
+        raise _embedded_error(data, endpoint)
+    parts, raw_finish = _parts(data)
+    text = "".join(p["text"] for p in parts if isinstance(p.get("text"), str))
+    tool_calls = []
+    for part in parts:
+        if isinstance(part.get("functionCall"), dict):
+            name, arguments = _call(part)
+            tool_calls.append({"id": f"call_{new_token()}", "type": "function",
+                               "function": {"name": name, "arguments": arguments}})
+    message: dict[str, Any] = {"role": "assistant", "content": text if text or not tool_calls else None}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    return {
+        "id": f"chatcmpl-{data.get('responseId') or new_token()}",
+        "object": "chat.completion",
+        "created": created,
+        "model": data.get("modelVersion") or model,
+        "choices": [{"index": 0, "message": message, "finish_reason": _finish_reason(raw_finish or "STOP", bool(tool_calls))}],
+        "usage": _usage(data.get("usageMetadata") or {}),
+    }
+
+
+class GeminiStreamTranslator:
+    """One ``streamGenerateContent?alt=sse`` stream -> OpenAI chunks."""
+
+    __slots__ = ("_chunks", "_new_token", "_endpoint", "_tool_calls", "_metadata", "_started", "_done",
+                 "usage", "finish_reason")
+
+    def __init__(self, model: str, new_token: Callable[[], str], created: int, *, endpoint: str | None = None):
+        self._chunks = ChunkBuilder(f"chatcmpl-{new_token()}", created, model)
+        self._new_token = new_token
+        self._endpoint = endpoint
+        self._tool_calls = 0
+        self._metadata: dict[str, Any] | None = None
+        self._started = False
+        self._done = False
+        self.usage: dict[str, Any] | None = None
+        self.finish_reason: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def feed(self, event: SSEEvent) -> list[dict[str, Any]]:
+        if event.data is None:
+            return []
+        payload = load_json_object(event.data, "stream event", self._endpoint)
+        if "error" in payload:
+            raise _embedded_error(payload, self._endpoint)
+        if isinstance(payload.get("usageMetadata"), dict):
+            self._metadata = payload["usageMetadata"]
+        if self._done:
+            return []  # a trailing usage-only event
+        out = [] if self._started else [self._start(payload)]
+        parts, raw_finish = _parts(payload)
+        for part in parts:
+            if isinstance(part.get("text"), str) and part["text"]:
+                out.append(self._chunks.content(part["text"]))
+            elif isinstance(part.get("functionCall"), dict):
+                out.append(self._tool_call(part))
+        if raw_finish:
+            self._done = True
+            self.finish_reason = _finish_reason(raw_finish, self._tool_calls > 0)
+            out.append(self._chunks.finish(self.finish_reason))
+        return out
+
+    def finish(self) -> list[dict[str, Any]]:
+        if not self._done:
+            raise UpstreamDisconnected("gemini stream ended before a finishReason", endpoint=self._endpoint)
+        if self._metadata is None:
+            return []
+        self.usage = _usage(self._metadata)
+        return [self._chunks.usage(self.usage)]
+
+    def _start(self, payload: dict[str, Any]) -> dict[str, Any]:
+        self._started = True
+        if payload.get("responseId"):
+            self._chunks.id = f"chatcmpl-{payload['responseId']}"
+        self._chunks.model = payload.get("modelVersion") or self._chunks.model
+        return self._chunks.role()
+
+    def _tool_call(self, part: dict[str, Any]) -> dict[str, Any]:
+        name, arguments = _call(part)
+        index, self._tool_calls = self._tool_calls, self._tool_calls + 1
+        return self._chunks.tool_call(index, call_id=f"call_{self._new_token()}", name=name, arguments=arguments)
