@@ -1,8 +1,9 @@
 """Active health checks: a small async Ray actor that probes each endpoint
 whose group enables ``health_check``, and tells the tracker what it saw.
 
-A probe is ``GET {base_url}/models`` (every OpenAI-compatible host serves
-it). Its result feeds the endpoint's circuit breaker only, through
+A probe lists the provider's models (``GET {base_url}/models`` for
+OpenAI-compatible hosts, ``/v1/models`` on Anthropic, ``/v1beta/models`` on
+Gemini), with the provider's own auth headers. Its result feeds the endpoint's circuit breaker only, through
 ``LatencyTracker.health_checked``: a dead endpoint is taken out of plans
 before a caller's turn has to find out. The actor exists only when some
 group enables checks, so the default costs nothing.
@@ -19,7 +20,7 @@ import ray
 
 from router.config import EndpointConfig, HealthCheckConfig, RouterConfig
 from router.errors import UpstreamError
-from router.openai_wire import status_error
+from router.providers import codec_for
 from router.outcome import OutcomeKind, outcome_kind_of
 
 from deployments.upstream import resolve_api_keys, translate
@@ -28,19 +29,23 @@ __all__ = ["HealthProber", "start_health_prober", "probe_outcome"]
 
 log = logging.getLogger(__name__)
 
+MODELS_PATH = {"openai": "/models", "anthropic": "/v1/models", "gemini": "/v1beta/models"}
+
 
 async def probe_outcome(client: httpx.AsyncClient, endpoint: EndpointConfig, check: HealthCheckConfig, api_key: str | None) -> tuple[OutcomeKind, float | None]:
     """One probe: the outcome kind, and Retry-After (s) if the host sent one."""
-    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    codec = codec_for(endpoint.provider)
+    url = endpoint.base_url.rstrip("/") + MODELS_PATH[endpoint.provider]
     try:
-        response = await client.get(endpoint.base_url.rstrip("/") + "/models", headers=headers, timeout=check.timeout_s)
+        response = await client.get(url, headers=codec.headers(api_key), timeout=check.timeout_s)
     except httpx.HTTPError as exc:
         return outcome_kind_of(translate(exc, endpoint.name)), None
     if response.status_code < 400 or response.status_code in (401, 403, 404, 405):
         # Reachable and answering: auth or a missing /models route says
         # nothing about whether it can serve turns.
         return OutcomeKind.OK, None
-    error: UpstreamError = status_error(response.status_code, response.content, response.headers.get("retry-after"), endpoint.name)
+    retry_after = response.headers.get("retry-after")
+    error: UpstreamError = codec.error_from_status(response.status_code, response.content, retry_after, endpoint=endpoint.name)
     return outcome_kind_of(error), error.retry_after_s
 
 

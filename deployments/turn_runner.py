@@ -19,12 +19,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from router.config import RouterConfig
-from router.errors import AllAttemptsFailed, UpstreamDisconnected, UpstreamError, UpstreamProtocolError, UpstreamTimeout
+from router.config import EndpointConfig, RouterConfig
+from router.errors import (
+    AllAttemptsFailed,
+    InvalidRequest,
+    UpstreamCannotServe,
+    UpstreamDisconnected,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from router.continuation import Seam, continuation_messages
-from router.openai_wire import upstream_body
+from router.providers import ProviderCodec, TranslatedStream, codec_for
 from router.outcome import AttemptOutcome, OutcomeKind, outcome_kind_of
-from router.sse import DONE_EVENT, encode_json
+from router.sse import DONE_EVENT, SSEDecoder, encode_json
 from router.stream_watch import StreamWatch, Usage
 from turnlog import AttemptRecord, TurnRecord
 
@@ -102,6 +109,7 @@ class TurnRunner:
             for group in config.model_groups.values()
             for endpoint in group.endpoints
         }
+        self._codecs = {name: codec_for(endpoint.provider) for name, (endpoint, _) in self._endpoints.items()}
         self._pool = pool
         self._report = report
         self._emit_record = emit_record
@@ -152,22 +160,25 @@ class TurnRunner:
         for endpoint, timeouts, deadline_s in self._candidates(turn):
             attempt_start = self._clock()
             watch = StreamWatch(endpoint.name, forward_usage=turn.request.include_usage)
+            codec = self._codecs[endpoint.name]
             if sent_text is None:
-                body = upstream_body(turn.request.body, endpoint.model, stream=True)
+                request = turn.request.body
                 relay: PassThroughRelay | ContinuationRelay = PassThroughRelay(watch)
             else:
-                messages = continuation_messages(turn.request.body["messages"], sent_text)
-                body = upstream_body({**turn.request.body, "messages": messages}, endpoint.model, stream=True)
+                request = {**turn.request.body, "messages": continuation_messages(turn.request.body["messages"], sent_text)}
                 relay = ContinuationRelay(watch, Seam(sent_text), chunk_id)
             streaming = False
             loop = asyncio.get_running_loop()
             try:
+                body = _request_body(codec, request, endpoint, stream=True)
                 try:
                     # One timer: the first-token deadline until the first token
                     # (covering connect, headers and preamble), then the turn's.
                     async with asyncio.timeout(min(timeouts.first_token_s, deadline_s - self._clock())) as deadline:
-                        async with self._pool.open(endpoint, body, timeouts) as response:
+                        async with self._pool.open(endpoint, codec, body, timeouts, stream=True) as response:
                             chunks = self._pool.chunks(response, endpoint.name)
+                            if not codec.passthrough:
+                                chunks = _as_openai_sse(chunks, codec.stream_translator(endpoint.model, endpoint=endpoint.name))
                             first = await _read_to_first_content(chunks, relay)
                             deadline.reschedule(loop.time() + max(0.0, deadline_s - self._clock()))
                             streaming = True
@@ -217,13 +228,16 @@ class TurnRunner:
     async def _complete_turn(self, turn: _Turn) -> tuple[TurnHead, bytes] | TurnFailure:
         errors: list[UpstreamError] = []
         for endpoint, timeouts, deadline_s in self._candidates(turn):
-            body = upstream_body(turn.request.body, endpoint.model, stream=False)
+            codec = self._codecs[endpoint.name]
             attempt_start = self._clock()
             try:
+                body = _request_body(codec, turn.request.body, endpoint, stream=False)
                 async with asyncio.timeout(max(0.0, deadline_s - self._clock())):
-                    async with self._pool.open(endpoint, body, timeouts) as response:
+                    async with self._pool.open(endpoint, codec, body, timeouts, stream=False) as response:
                         payload = await response.aread()
-                completion = parse_completion(payload, endpoint.name)
+                completion = codec.parse_response(payload, endpoint=endpoint.name)
+                if not codec.passthrough:
+                    payload = json.dumps(completion, separators=(",", ":")).encode()
             except TimeoutError:
                 error: UpstreamError = UpstreamTimeout("turn deadline reached", endpoint=endpoint.name)
             except UpstreamError as exc:
@@ -305,11 +319,22 @@ async def _read_to_first_content(chunks: AsyncIterator[bytes], relay) -> bytes:
     raise UpstreamDisconnected("upstream closed before the first token", endpoint=watch.endpoint)
 
 
-def parse_completion(payload: bytes, endpoint: str) -> dict[str, Any]:
+def _request_body(codec: ProviderCodec, request: dict[str, Any], endpoint: EndpointConfig, *, stream: bool) -> bytes:
+    """The provider's body for this attempt; a request this provider cannot
+    express fails this link only (another provider may serve it)."""
     try:
-        completion = json.loads(payload)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UpstreamProtocolError("upstream returned a malformed completion", endpoint=endpoint) from exc
-    if not isinstance(completion, dict) or not isinstance(completion.get("choices"), list):
-        raise UpstreamProtocolError("upstream completion has no choices", endpoint=endpoint)
-    return completion
+        body, _notes = codec.request_body(request, endpoint.model, stream)
+    except InvalidRequest as exc:
+        raise UpstreamCannotServe(f"{endpoint.provider}: {exc.message}", endpoint=endpoint.name) from exc
+    return body
+
+
+async def _as_openai_sse(chunks: AsyncIterator[bytes], translator) -> AsyncIterator[bytes]:
+    """A provider's stream, translated into OpenAI SSE bytes, one piece per
+    network read (the translated path re-encodes; OpenAI upstreams skip it)."""
+    decoder, stream = SSEDecoder(), TranslatedStream(translator)
+    async for raw in chunks:
+        events = stream.feed(decoder.feed(raw))
+        if events:
+            yield b"".join(e.raw for e in events)
+    yield b"".join(e.raw for e in stream.close())

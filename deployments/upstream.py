@@ -12,7 +12,7 @@ import httpx
 
 from router.config import EndpointConfig, TimeoutConfig
 from router.errors import UpstreamConnectError, UpstreamDisconnected, UpstreamError, UpstreamTimeout
-from router.openai_wire import status_error
+from router.providers import ProviderCodec
 
 __all__ = ["UpstreamPool", "resolve_api_keys", "translate"]
 
@@ -39,15 +39,10 @@ class UpstreamPool:
             timeout=None,  # every request carries its own timeouts
         )
 
-    def _headers(self, endpoint: EndpointConfig) -> dict[str, str]:
-        headers = {"content-type": "application/json", "accept": "text/event-stream, application/json"}
-        key = self._api_keys.get(endpoint.name)
-        if key:
-            headers["authorization"] = f"Bearer {key}"
-        return headers
-
     @contextlib.asynccontextmanager
-    async def open(self, endpoint: EndpointConfig, body: bytes, timeouts: TimeoutConfig) -> AsyncIterator[httpx.Response]:
+    async def open(
+        self, endpoint: EndpointConfig, codec: ProviderCodec, body: bytes, timeouts: TimeoutConfig, *, stream: bool
+    ) -> AsyncIterator[httpx.Response]:
         """POST the chat-completions body and yield the response once its
         status is known to be 2xx; error statuses raise ``UpstreamStatusError``.
 
@@ -56,9 +51,9 @@ class UpstreamPool:
         """
         request = self._client.build_request(
             "POST",
-            endpoint.base_url.rstrip("/") + "/chat/completions",
+            endpoint.base_url.rstrip("/") + codec.path(endpoint.model, stream),
             content=body,
-            headers=self._headers(endpoint),
+            headers={"accept": "text/event-stream, application/json", **codec.headers(self._api_keys.get(endpoint.name))},
             timeout=httpx.Timeout(max(timeouts.first_token_s, timeouts.stall_s), connect=timeouts.connect_s),
         )
         response: httpx.Response | None = None
@@ -66,7 +61,9 @@ class UpstreamPool:
             response = await self._client.send(request, stream=True)
             if response.status_code >= 400:
                 error_body = await _read_capped(response)
-                raise status_error(response.status_code, error_body, response.headers.get("retry-after"), endpoint.name)
+                raise codec.error_from_status(
+                    response.status_code, error_body, response.headers.get("retry-after"), endpoint=endpoint.name
+                )
             yield response
         except httpx.HTTPError as exc:
             raise translate(exc, endpoint.name) from exc

@@ -65,7 +65,10 @@ class EndpointConfig(_Frozen):
     """
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._:/-]+$")
-    provider: Literal["openai"] = "openai"
+    # openai: any OpenAI-compatible host, base_url ending in /v1.
+    # anthropic / gemini: base_url is the API root (https://api.anthropic.com,
+    # https://generativelanguage.googleapis.com).
+    provider: Literal["openai", "anthropic", "gemini"] = "openai"
     base_url: str = Field(pattern=r"^https?://")
     model: str = Field(min_length=1)
     api_key_env: str | None = None

@@ -16,7 +16,8 @@ its ``retryable`` / ``counts_against_health`` attributes.
         ├── UpstreamTimeout              no reply or no first token in time
         ├── UpstreamStatusError          upstream answered with an error status
         ├── UpstreamProtocolError        the upstream stream was malformed
-        └── UpstreamDisconnected         the stream ended before it was done
+        ├── UpstreamDisconnected         the stream ended before it was done
+        └── UpstreamCannotServe          this provider cannot express the request
     AllAttemptsFailed                    every endpoint of the plan failed (502/504)
 """
 
@@ -37,6 +38,7 @@ __all__ = [
     "UpstreamStatusError",
     "UpstreamProtocolError",
     "UpstreamDisconnected",
+    "UpstreamCannotServe",
     "AllAttemptsFailed",
     "ConfigError",
 ]
@@ -161,6 +163,16 @@ class UpstreamProtocolError(UpstreamError):
 
 class UpstreamDisconnected(UpstreamError):
     code = "upstream_disconnected"
+
+
+class UpstreamCannotServe(UpstreamError):
+    """This link's provider cannot express the request (e.g. ``n > 1`` on
+    Anthropic): another link may, and the endpoint is not at fault."""
+
+    http_status = 400
+    error_type = "invalid_request_error"
+    code = "unsupported_by_provider"
+    counts_against_health = False
 
 
 class AllAttemptsFailed(RouterError):

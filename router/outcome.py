@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from router.errors import (
+    UpstreamCannotServe,
     UpstreamConnectError,
     UpstreamDisconnected,
     UpstreamError,
@@ -44,6 +45,8 @@ def outcome_kind_of(error: UpstreamError) -> OutcomeKind:
         if error.status_code == 429:
             return OutcomeKind.RATE_LIMITED
         return OutcomeKind.UPSTREAM_ERROR if error.status_code >= 500 else OutcomeKind.REQUEST_REJECTED
+    if isinstance(error, UpstreamCannotServe):
+        return OutcomeKind.REQUEST_REJECTED
     if isinstance(error, UpstreamConnectError):
         return OutcomeKind.CONNECT_ERROR
     if isinstance(error, UpstreamTimeout):

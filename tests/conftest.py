@@ -35,6 +35,9 @@ PROFILES = {
     "cut": {"ttft_ms": 10, "token_interval_ms": 2, "tokens": 20, "failure": "drop_after", "drop_after_tokens": 3},
     "stall": {"ttft_ms": 10, "token_interval_ms": 2, "tokens": 20, "failure": "stall_after", "drop_after_tokens": 3},
     "continuer": {"ttft_ms": 10, "token_interval_ms": 2, "tokens": 20},
+    # Cross-provider chains (issue 4): one profile per provider link.
+    "xp-an": {"ttft_ms": 10, "token_interval_ms": 2, "tokens": 6},
+    "xp-ge": {"ttft_ms": 10, "token_interval_ms": 2, "tokens": 6},
 }
 
 
@@ -45,7 +48,7 @@ def free_port() -> int:
 
 
 def endpoint(name: str, url: str, **extra) -> dict:
-    return {"name": name, "provider": "openai", "base_url": url, "model": "sim-model", **extra}
+    return {"name": name, "provider": "openai", "base_url": url, "model": "sim-model"} | extra
 
 
 def router_config(sim, turn_log_path: Path) -> dict:
@@ -99,6 +102,15 @@ def router_config(sim, turn_log_path: Path) -> dict:
                 "timeouts": {"first_token_s": 1.0, "stall_s": 0.5, "total_s": 10},
                 "endpoints": [endpoint("stall-a", sim.base_url("stall")), endpoint("stall-next", sim.base_url("continuer"))],
             },
+            "xp-openai": {
+                **failover,
+                "fallbacks": ["xp-anthropic", "xp-gemini"],
+                "endpoints": [endpoint("xp-oa", sim.base_url("always-500"), tags=["function-calling"])],
+            },
+            "xp-anthropic": {**failover, "endpoints": [
+                endpoint("xp-an", sim.root_url("xp-an"), provider="anthropic", model="claude-haiku-4-5", tags=["function-calling"])]},
+            "xp-gemini": {**failover, "endpoints": [
+                endpoint("xp-ge", sim.root_url("xp-ge"), provider="gemini", model="gemini-2.5-flash", tags=["function-calling"])]},
             "drops": {**ordered, "endpoints": [endpoint("drop-a", sim.base_url("drop"))]},
             "malformed": {**ordered, "endpoints": [endpoint("malformed-a", sim.base_url("malformed"))]},
             "live": {
