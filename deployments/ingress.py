@@ -8,6 +8,7 @@ stream it forwards as it comes. Every error leaves as OpenAI's error object.
 
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -20,9 +21,10 @@ from ray.exceptions import RayError, RayTaskError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from router.config import RouterConfig
-from router.errors import ModelNotFound, PayloadTooLarge, RouterError
+from router.errors import ModelNotFound, PayloadTooLarge, RouterError, TurnFailed
 from router.openai_wire import parse_chat_request
 from router.routing_state import AttemptPlan, RoutingState, check_eligible
+from router.sse import DONE_DATA, SSEDecoder
 from router.tags import parse_tags
 
 from deployments.turn_runner import TurnFailure, TurnHead, TurnRequest
@@ -86,10 +88,14 @@ def _turn_headers(turn: TurnRequest, head: TurnHead, plan_s: float, first_item_s
     return {"x-nemo-endpoint": head.endpoint, "x-nemo-provider": head.provider, "server-timing": timing}
 
 
-def _requested_tags(request: Request, raw: dict) -> tuple[str, ...]:
-    header = request.headers.get("x-nemo-tags")
+def _requested_tags(header: str | None, raw: dict, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
     body = raw.get("nemo_tags")
-    return tuple(sorted({*parse_tags(header, param="x-nemo-tags"), *parse_tags(body, param="nemo_tags")}))
+    requested = {*parse_tags(header, param="x-nemo-tags"), *parse_tags(body, param="nemo_tags"), *parse_tags(list(extra))}
+    return tuple(sorted(requested))
+
+
+def _new_request_id() -> str:
+    return f"nemo-{uuid.uuid4().hex}"
 
 
 def _request_id(request: Request) -> str:
@@ -97,7 +103,7 @@ def _request_id(request: Request) -> str:
     # x-request-id (or a fresh one) on the request, and echoes it on the
     # response: the turn log uses the same id.
     given = request.headers.get("x-request-id")
-    return given[:128] if given else f"nemo-{uuid.uuid4().hex}"
+    return given[:128] if given else _new_request_id()
 
 
 @serve.ingress(api)
@@ -134,13 +140,50 @@ class Ingress:
     @api.post("/v1/chat/completions")
     async def chat_completions(self, request: Request) -> Response:
         received_at = time.time()
-        request_id = _request_id(request)
         body = await self._read_body(request)
         chat, raw = parse_chat_request(body)
-        group = self._config.model_groups.get(chat.model)
-        if group is None:
+        tags = _requested_tags(request.headers.get("x-nemo-tags"), raw)
+        turn, plan_s = await self._prepare(chat, raw, tags, _request_id(request), received_at)
+        if chat.stream:
+            return await self._stream(turn, plan_s)
+        return await self._complete(turn, plan_s)
+
+    # -- Python handle calls -----------------------------------------------
+    # handle = serve.get_app_handle("nemo-router")
+    # handle.chat.remote({...}).result()                      -> chat.completion dict
+    # async for chunk in handle.options(stream=True).chat_stream.remote({...})  -> chunk dicts
+    # Same validation, routing, failover and turn log as HTTP; errors raise
+    # the router's typed errors (``RouterError`` subclasses).
+
+    async def chat(self, body: dict, *, tags: tuple[str, ...] = (), request_id: str | None = None) -> dict:
+        chat, raw = parse_chat_request(json.dumps({**body, "stream": False}).encode())
+        turn, _ = await self._prepare(chat, raw, _requested_tags(None, raw, tags), request_id or _new_request_id(), time.time())
+        result = await self._caller.complete_turn.remote(turn)
+        if isinstance(result, TurnFailure):
+            raise TurnFailed(result.http_status, result.error)
+        return json.loads(result[1])
+
+    async def chat_stream(self, body: dict, *, tags: tuple[str, ...] = (), request_id: str | None = None):
+        chat, raw = parse_chat_request(json.dumps({**body, "stream": True}).encode())
+        turn, _ = await self._prepare(chat, raw, _requested_tags(None, raw, tags), request_id or _new_request_id(), time.time())
+        generator = self._stream_caller.stream_turn.remote(turn)
+        decoder = SSEDecoder()
+        try:
+            async for item in generator:
+                if isinstance(item, TurnFailure):
+                    raise TurnFailed(item.http_status, item.error)
+                if isinstance(item, TurnHead):
+                    continue
+                for event in decoder.feed(item):
+                    if event.data and event.data != DONE_DATA:
+                        yield json.loads(event.data)
+        finally:
+            generator.cancel()
+
+    async def _prepare(self, chat, raw: dict, tags: tuple[str, ...], request_id: str, received_at: float) -> tuple[TurnRequest, float]:
+        """Validate the model and tags, plan with the tracker: the turn to run."""
+        if chat.model not in self._config.model_groups:
             raise ModelNotFound(f"The model '{chat.model}' does not exist or is not served by this router", param="model")
-        tags = _requested_tags(request, raw)
         has_tools = bool(chat.tools)
         check_eligible(self._config, chat.model, tags, has_tools=has_tools)  # a clear 400 before any Ray call
         plan_start = time.perf_counter()
@@ -156,9 +199,7 @@ class Ingress:
             include_usage=chat.include_usage,
             received_at=received_at,
         )
-        if chat.stream:
-            return await self._stream(turn, plan_s)
-        return await self._complete(turn, plan_s)
+        return turn, plan_s
 
     # -- helpers ------------------------------------------------------------
 

@@ -19,6 +19,7 @@ its ``retryable`` / ``counts_against_health`` attributes.
         ├── UpstreamDisconnected         the stream ended before it was done
         └── UpstreamCannotServe          this provider cannot express the request
     AllAttemptsFailed                    every endpoint of the plan failed (502/504)
+    TurnFailed                           a failed turn, raised to Python handle callers
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ __all__ = [
     "UpstreamDisconnected",
     "UpstreamCannotServe",
     "AllAttemptsFailed",
+    "TurnFailed",
     "ConfigError",
 ]
 
@@ -196,6 +198,22 @@ class AllAttemptsFailed(RouterError):
             self.error_type = last.error_type
             self.code = last.code
             self.message = last.message
+
+
+class TurnFailed(RouterError):
+    """A turn that failed, as a Python handle caller sees it: the same status
+    and OpenAI error object an HTTP client would have received."""
+
+    def __init__(self, http_status: int, error: dict):
+        detail = error.get("error", {}) if isinstance(error, dict) else {}
+        super().__init__(str(detail.get("message", "turn failed")), code=detail.get("code"), param=detail.get("param"))
+        self.http_status = http_status
+        self.error_type = str(detail.get("type", "upstream_error"))
+        self._error = error
+
+    def __reduce__(self):
+        # Crosses Ray process boundaries: rebuild from what it was made of.
+        return (type(self), (self.http_status, self._error))
 
 
 @dataclass(frozen=True)
