@@ -116,6 +116,9 @@ class Ingress:
         # Plans from configuration alone, for when the tracker is unreachable:
         # tags and breakers still apply, live latency does not.
         self._local_state = RoutingState(config)
+        # The tracker's last plan per kind of turn: while the tracker is away,
+        # turns follow the last live ranking this replica saw.
+        self._last_plans: dict[tuple, AttemptPlan] = {}
 
     # -- routes -----------------------------------------------------------
 
@@ -217,19 +220,23 @@ class Ingress:
 
     async def _plan(self, group: str, *, tags: tuple[str, ...], has_tools: bool, stream: bool) -> AttemptPlan:
         """One call to the tracker. If it is unavailable (restarting, or slower
-        than TRACKER_TIMEOUT_S), plan locally, so no turn fails because of it."""
+        than TRACKER_TIMEOUT_S), reuse its last plan for this kind of turn,
+        else plan locally, so no turn fails because of it."""
         options = {"required_tags": tags, "has_tools": has_tools, "stream": stream}
+        key = (group, tags, has_tools, stream)
         try:
             async with asyncio.timeout(TRACKER_TIMEOUT_S):
-                return await self._get_tracker().plan.remote(group, **options)
+                plan = await self._get_tracker().plan.remote(group, **options)
+            self._last_plans[key] = plan
+            return plan
         except RayTaskError as exc:
             if isinstance(exc.cause, RouterError):
                 raise exc.cause from None
-            log.warning("tracker failed to plan; planning locally", exc_info=True)
+            log.warning("tracker failed to plan; using the last known plan", exc_info=True)
         except (RayError, TimeoutError, ValueError):
-            log.warning("tracker unavailable; planning locally", exc_info=True)
+            log.warning("tracker unavailable; using the last known plan", exc_info=True)
             self._tracker = None
-        return self._local_state.plan(group, **options)
+        return self._last_plans.get(key) or self._local_state.plan(group, **options)
 
     def _get_tracker(self):
         if self._tracker is None:
