@@ -34,11 +34,10 @@ from router.providers.anthropic_response import AnthropicStreamTranslator, class
 from router.providers.openai_request import (
     content_text,
     data_url,
+    declared_tools,
     dropped_param_notes,
-    function_tools,
     reject_meaning_changes,
     tool_arguments,
-    tool_choice,
 )
 
 __all__ = ["AnthropicCodec"]
@@ -234,15 +233,11 @@ def _sampling(request: dict[str, Any], notes: list[str]) -> dict[str, Any]:
 
 
 def _tools(request: dict[str, Any], notes: list[str]) -> dict[str, Any]:
-    choice = tool_choice(request.get("tool_choice"))
-    if not request.get("tools"):
-        if choice is not None and choice.mode in ("required", "function"):
-            raise InvalidRequest("'tool_choice' requires 'tools'", param="tool_choice")
-        if choice is not None:
-            notes.append("anthropic: dropped 'tool_choice' (no tools declared)")
+    functions, choice = declared_tools(request, "anthropic", notes)
+    if not functions:
         return {}
     tools = []
-    for function in function_tools(request["tools"]):
+    for function in functions:
         tool: dict[str, Any] = {"name": function["name"]}
         if function.get("description"):
             tool["description"] = function["description"]

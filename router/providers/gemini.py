@@ -35,12 +35,11 @@ from router.providers.gemini_response import GeminiStreamTranslator, classify_er
 from router.providers.openai_request import (
     content_text,
     data_url,
+    declared_tools,
     dropped_param_notes,
-    function_tools,
     reject_meaning_changes,
     response_format_type,
     tool_arguments,
-    tool_choice,
 )
 
 __all__ = ["GeminiCodec"]
@@ -215,15 +214,11 @@ def _generation_config(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tools(request: dict[str, Any], notes: list[str]) -> dict[str, Any]:
-    choice = tool_choice(request.get("tool_choice"))
-    if not request.get("tools"):
-        if choice is not None and choice.mode in ("required", "function"):
-            raise InvalidRequest("'tool_choice' requires 'tools'", param="tool_choice")
-        if choice is not None:
-            notes.append("gemini: dropped 'tool_choice' (no tools declared)")
+    functions, choice = declared_tools(request, "gemini", notes)
+    if not functions:
         return {}
     declarations = []
-    for function in function_tools(request["tools"]):
+    for function in functions:
         declaration: dict[str, Any] = {"name": function["name"]}
         if function.get("description"):
             declaration["description"] = function["description"]

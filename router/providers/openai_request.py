@@ -27,6 +27,7 @@ __all__ = [
     "ToolChoice",
     "content_text",
     "data_url",
+    "declared_tools",
     "dropped_param_notes",
     "function_tools",
     "reject_meaning_changes",
@@ -144,6 +145,20 @@ def tool_choice(value: Any) -> ToolChoice | None:
         if isinstance(name, str) and name:
             return ToolChoice("function", name)
     raise InvalidRequest("'tool_choice' must be auto, none, required or a function", param="tool_choice")
+
+
+def declared_tools(request: dict[str, Any], provider: str, notes: list[str]) -> tuple[list[dict[str, Any]], ToolChoice | None]:
+    """The request's function tools and tool choice, checked alike for every
+    codec: a ``tool_choice`` that demands a tool with none declared is a 400,
+    any other one without tools is dropped with a note."""
+    choice = tool_choice(request.get("tool_choice"))
+    if request.get("tools"):
+        return function_tools(request["tools"]), choice
+    if choice is not None and choice.mode in ("required", "function"):
+        raise InvalidRequest("'tool_choice' requires 'tools'", param="tool_choice")
+    if choice is not None:
+        notes.append(f"{provider}: dropped 'tool_choice' (no tools declared)")
+    return [], None
 
 
 def tool_arguments(call: Any, where: str) -> tuple[str, str, dict[str, Any]]:
