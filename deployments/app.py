@@ -21,6 +21,7 @@ from router.config import RouterConfig, load_config
 
 from deployments.caller import caller_deployment
 from deployments.health import start_health_prober
+from deployments.keystore import get_or_create_keystore
 from deployments.ingress import ingress_deployment
 from deployments.tracker import get_or_create_tracker
 
@@ -34,6 +35,8 @@ def build_app(config: RouterConfig) -> Application:
     config = _absolute_paths(config)
     tracker = get_or_create_tracker(config)
     start_health_prober(config, tracker)
+    if any(key.rate_limit_per_min for key in config.auth.keys):
+        get_or_create_keystore(config)
     caller = caller_deployment(config).bind(config)
     return ingress_deployment(config).bind(config, caller)
 

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import ray
 from ray import serve
 
+from router.catalog import endpoint_prices, load_catalog
 from router.config import RouterConfig
 from turnlog import LocalParquetSink, S3ParquetSink, SpoolingSink, TurnLogWriter
 
@@ -32,7 +33,8 @@ class ProviderCaller:
         tracker = ray.get_actor(config.deployments.tracker_name, namespace=config.deployments.tracker_namespace)
         self._reporter = OutcomeReporter(tracker.report.remote, config.deployments.report_interval_s)
         self._writer = _turn_log_writer(config)
-        self._runner = TurnRunner(config, self._pool, self._reporter.add, self._emit)
+        prices = endpoint_prices(load_catalog(), endpoints)
+        self._runner = TurnRunner(config, self._pool, self._reporter.add, self._emit, prices=prices)
 
     def _emit(self, record) -> None:
         if self._writer is not None:

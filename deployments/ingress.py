@@ -21,12 +21,14 @@ from ray.exceptions import RayError, RayTaskError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from router.config import RouterConfig
+from router.keys import KeyInfo, KeyRing, RateLimited
 from router.errors import ModelNotFound, PayloadTooLarge, RouterError, TurnFailed
 from router.openai_wire import parse_chat_request
 from router.routing_state import AttemptPlan, RoutingState, check_eligible
 from router.sse import DONE_DATA, SSEDecoder
 from router.tags import parse_tags
 
+from deployments.keystore import KEYSTORE_NAME
 from deployments.turn_runner import TurnFailure, TurnHead, TurnRequest
 
 __all__ = ["Ingress", "ingress_deployment"]
@@ -45,7 +47,7 @@ def _error(error: RouterError, headers: dict[str, str] | None = None) -> JSONRes
 
 @api.exception_handler(RouterError)
 async def _router_error(_: Request, error: RouterError) -> JSONResponse:
-    return _error(error)
+    return _error(error, error.headers() if isinstance(error, RateLimited) else None)
 
 
 @api.exception_handler(StarletteHTTPException)
@@ -119,6 +121,8 @@ class Ingress:
         # The tracker's last plan per kind of turn: while the tracker is away,
         # turns follow the last live ranking this replica saw.
         self._last_plans: dict[tuple, AttemptPlan] = {}
+        self._keys = KeyRing(config.auth)
+        self._keystore = None
 
     # -- routes -----------------------------------------------------------
 
@@ -136,17 +140,21 @@ class Ingress:
         return {"object": "list", "data": data}
 
     @api.get("/v1/routing")
-    async def routing(self) -> dict:
+    async def routing(self, request: Request) -> dict:
+        self._keys.authenticate_admin(request.headers.get("authorization"))
         tracker = self._get_tracker()
         return {"endpoints": await tracker.snapshot.remote()}
 
     @api.post("/v1/chat/completions")
     async def chat_completions(self, request: Request) -> Response:
         received_at = time.time()
+        key = self._keys.authenticate(request.headers.get("authorization"))  # before reading the body
         body = await self._read_body(request)
         chat, raw = parse_chat_request(body)
+        self._keys.authorize(key, chat.model)
+        await self._admit(key)
         tags = _requested_tags(request.headers.get("x-nemo-tags"), raw)
-        turn, plan_s = await self._prepare(chat, raw, tags, _request_id(request), received_at)
+        turn, plan_s = await self._prepare(chat, raw, tags, _request_id(request), received_at, key.key_id)
         if chat.stream:
             return await self._stream(turn, plan_s)
         return await self._complete(turn, plan_s)
@@ -183,7 +191,27 @@ class Ingress:
         finally:
             generator.cancel()
 
-    async def _prepare(self, chat, raw: dict, tags: tuple[str, ...], request_id: str, received_at: float) -> tuple[TurnRequest, float]:
+    async def _admit(self, key: KeyInfo) -> None:
+        """The key's turns-per-minute limit, counted across every ingress
+        replica by the keystore actor. If the keystore is unreachable the turn
+        goes through: a limit is not worth a caller hearing silence."""
+        if not key.rate_limit_per_min:
+            return
+        try:
+            if self._keystore is None:
+                self._keystore = ray.get_actor(KEYSTORE_NAME, namespace=self._config.deployments.tracker_namespace)
+            async with asyncio.timeout(TRACKER_TIMEOUT_S):
+                ok, retry_after_s = await self._keystore.admit.remote(key.key_id, key.rate_limit_per_min)
+        except (RayError, TimeoutError, ValueError):
+            log.warning("keystore unavailable; admitting the turn", exc_info=True)
+            self._keystore = None
+            return
+        if not ok:
+            raise RateLimited(key.name, key.rate_limit_per_min, retry_after_s)
+
+    async def _prepare(
+        self, chat, raw: dict, tags: tuple[str, ...], request_id: str, received_at: float, api_key_id: str | None = None
+    ) -> tuple[TurnRequest, float]:
         """Validate the model and tags, plan with the tracker: the turn to run."""
         if chat.model not in self._config.model_groups:
             raise ModelNotFound(f"The model '{chat.model}' does not exist or is not served by this router", param="model")
@@ -201,6 +229,7 @@ class Ingress:
             stream=chat.stream,
             include_usage=chat.include_usage,
             received_at=received_at,
+            api_key_id=api_key_id,
         )
         return turn, plan_s
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from router.catalog import Price, TurnCost, turn_cost
 from router.config import EndpointConfig, RouterConfig
 from router.errors import (
     AllAttemptsFailed,
@@ -72,6 +73,7 @@ class TurnRequest:
     stream: bool
     include_usage: bool
     received_at: float = field(default_factory=time.time)  # wall clock, s
+    api_key_id: str | None = None  # the key's name, never the key
 
 
 @dataclass(slots=True)
@@ -91,6 +93,7 @@ class _Turn:
     status: str = "error"
     http_status: int = 502
     error_type: str | None = None
+    text: str = ""  # the reply the client got (for a cost estimate without usage)
 
 
 class TurnRunner:
@@ -101,8 +104,10 @@ class TurnRunner:
         report: Callable[[list[AttemptOutcome]], None],
         emit_record: Callable[[TurnRecord], None],
         clock: Callable[[], float] = time.monotonic,
+        prices: Mapping[str, Price] | None = None,
     ):
         self._config = config
+        self._prices = dict(prices or {})  # endpoint name -> catalog price
         # Endpoint name -> (its config, its own group's timeouts), built once.
         self._endpoints = {
             endpoint.name: (endpoint, group.timeouts)
@@ -215,6 +220,7 @@ class TurnRunner:
                 raise
             self._attempt(turn, endpoint.name, attempt_start, OutcomeKind.OK)
             turn.usage, turn.status, turn.http_status = watch.usage, "ok", 200
+            turn.text = (sent_text or "") + relay.forwarded_text
             return
         if sent_text is None:
             yield self._fail(turn, errors)
@@ -247,6 +253,7 @@ class TurnRunner:
                 turn.ttft_s, turn.attempt_ttft_s = now - turn.started_s, now - attempt_start
                 turn.endpoint, turn.model = endpoint.name, completion.get("model") or endpoint.model
                 turn.usage, turn.status, turn.http_status = Usage.from_dict(completion.get("usage")), "ok", 200
+                turn.text = _completion_text(completion)
                 self._attempt(turn, endpoint.name, attempt_start, OutcomeKind.OK)
                 head = TurnHead(endpoint.name, endpoint.provider, turn.model, turn.received_at, turn.attempt_ttft_s)
                 return head, payload
@@ -277,9 +284,24 @@ class TurnRunner:
             )
         )
 
+    def _cost(self, turn: _Turn) -> TurnCost | None:
+        price = self._prices.get(turn.endpoint) if turn.endpoint else None
+        if price is None or turn.status != "ok":
+            return None
+        usage = turn.usage
+        return turn_cost(
+            price,
+            usage.prompt_tokens if usage else None,
+            usage.completion_tokens if usage else None,
+            messages=turn.request.body.get("messages", ()),
+            tools=turn.request.body.get("tools"),
+            completion_text=turn.text,
+        )
+
     def _finish(self, turn: _Turn) -> None:
         self._report(turn.outcomes)
         usage = turn.usage
+        cost = self._cost(turn)
         endpoint_config = self._endpoints[turn.endpoint][0] if turn.endpoint else None
         self._emit_record(
             TurnRecord(
@@ -295,11 +317,14 @@ class TurnRunner:
                 error_type=turn.error_type,
                 ttft_s=turn.ttft_s,
                 total_s=self._clock() - turn.started_s,
-                prompt_tokens=usage.prompt_tokens if usage else None,
-                completion_tokens=usage.completion_tokens if usage else None,
+                prompt_tokens=usage.prompt_tokens if usage else (cost.prompt_tokens if cost else None),
+                completion_tokens=usage.completion_tokens if usage else (cost.completion_tokens if cost else None),
                 total_tokens=usage.total_tokens if usage else None,
                 attempts=turn.attempts,
                 fallback_count=max(0, len(turn.attempts) - 1),
+                api_key_id=turn.request.api_key_id,
+                cost_usd=cost.usd if cost else None,
+                cost_estimated=cost.estimated if cost else False,
             )
         )
 
@@ -317,6 +342,11 @@ async def _read_to_first_content(chunks: AsyncIterator[bytes], relay) -> bytes:
         if watch.saw_content or watch.done:
             return b"".join(pending)
     raise UpstreamDisconnected("upstream closed before the first token", endpoint=watch.endpoint)
+
+
+def _completion_text(completion: dict[str, Any]) -> str:
+    choices = completion.get("choices") or [{}]
+    return (choices[0].get("message") or {}).get("content") or ""
 
 
 def _request_body(codec: ProviderCodec, request: dict[str, Any], endpoint: EndpointConfig, *, stream: bool) -> bytes:

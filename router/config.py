@@ -32,6 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from router.errors import ConfigError, ConfigIssue
+from router.keys.config import AuthConfig
 from router.tags import TAG_PATTERN
 
 __all__ = [
@@ -280,6 +281,9 @@ class RouterConfig(_Frozen):
     model_groups: dict[str, ModelGroupConfig] = Field(min_length=1)
     turn_log: TurnLogConfig = TurnLogConfig()
     deployments: DeploymentConfig = DeploymentConfig()
+    # Client keys by hash, allowed models, rate limits; the admin key. No
+    # keys at all: an open router (every turn anonymous, admin routes open).
+    auth: AuthConfig = AuthConfig()
 
     @model_validator(mode="after")
     def _globally_unique_endpoints(self) -> "RouterConfig":

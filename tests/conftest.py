@@ -10,8 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers import ADMIN_KEY, AUTH, LIMITED_KEY, NARROW_KEY, TEST_KEY
 
 ROUTER_PORT = int(os.environ.get("NEMO_TEST_PORT", "8765"))
+
 
 # Profile name -> simulator behaviour. Each test group gets its own profiles
 # so tests can change one at run time without disturbing the others.
@@ -52,6 +54,8 @@ def endpoint(name: str, url: str, **extra) -> dict:
 
 
 def router_config(sim, turn_log_path: Path) -> dict:
+    from router.keys import hash_key
+
     refused_url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     # Groups whose tests expect a fixed first choice use the ordered strategy.
     ordered = {"strategy": "ordered"}
@@ -111,6 +115,8 @@ def router_config(sim, turn_log_path: Path) -> dict:
                 endpoint("xp-an", sim.root_url("xp-an"), provider="anthropic", model="claude-haiku-4-5", tags=["function-calling"])]},
             "xp-gemini": {**failover, "endpoints": [
                 endpoint("xp-ge", sim.root_url("xp-ge"), provider="gemini", model="gemini-2.5-flash", tags=["function-calling"])]},
+            # Priced like the catalog's gpt-4o-mini (a ``catalog:`` endpoint name).
+            "priced": {**ordered, "endpoints": [endpoint("catalog:gpt-4o-mini", sim.base_url("backup"))]},
             "drops": {**ordered, "endpoints": [endpoint("drop-a", sim.base_url("drop"))]},
             "malformed": {**ordered, "endpoints": [endpoint("malformed-a", sim.base_url("malformed"))]},
             "live": {
@@ -135,6 +141,14 @@ def router_config(sim, turn_log_path: Path) -> dict:
             },
         },
         "turn_log": {"sink": "local", "path": str(turn_log_path), "flush_interval_s": 0.5},
+        "auth": {
+            "keys": [
+                {"name": "tests", "hash": hash_key(TEST_KEY)},
+                {"name": "narrow", "hash": hash_key(NARROW_KEY), "models": ["voice-fast"]},
+                {"name": "limited", "hash": hash_key(LIMITED_KEY), "rate_limit_per_min": 3},
+            ],
+            "admin_key_hash": hash_key(ADMIN_KEY),
+        },
     }
 
 
@@ -189,5 +203,6 @@ def router(ray_session, simulator, turn_log_path):
 
 @pytest.fixture
 def client(router):
-    with httpx.Client(base_url=router, timeout=20) as http:
+    """An HTTP client carrying the test router's all-models key."""
+    with httpx.Client(base_url=router, timeout=20, headers=AUTH) as http:
         yield http

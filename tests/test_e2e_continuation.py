@@ -7,7 +7,7 @@ import time
 import uuid
 
 import pytest
-from helpers import wait_for_records
+from helpers import TEST_KEY, wait_for_records
 
 pytestmark = pytest.mark.ray
 
@@ -20,7 +20,7 @@ def test_broken_stream_is_continued_gap_free_with_the_official_client(router, tu
     from openai import OpenAI
 
     request_id = f"test-{group}-{uuid.uuid4().hex[:8]}"
-    client = OpenAI(base_url=f"{router}/v1", api_key="unused", max_retries=0, timeout=20)
+    client = OpenAI(base_url=f"{router}/v1", api_key=TEST_KEY, max_retries=0, timeout=20)
     started = time.monotonic()
     raw = client.chat.completions.with_raw_response.create(
         model=group, messages=USER, stream=True, stream_options={"include_usage": True}, extra_headers={"x-request-id": request_id}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import TEST_KEY
 
 pytestmark = pytest.mark.ray
 
@@ -32,7 +33,7 @@ def served_by(request, simulator):
 def openai_client(router):
     from openai import OpenAI
 
-    return OpenAI(base_url=f"{router}/v1", api_key="unused", max_retries=0, timeout=20)
+    return OpenAI(base_url=f"{router}/v1", api_key=TEST_KEY, max_retries=0, timeout=20)
 
 
 def test_streaming_text_across_providers(openai_client, served_by):

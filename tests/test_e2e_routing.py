@@ -9,6 +9,7 @@ import time
 
 import httpx
 import pytest
+from helpers import ADMIN, AUTH
 
 pytestmark = pytest.mark.ray
 
@@ -46,7 +47,7 @@ def test_least_busy_spreads_concurrent_turns_across_endpoints(router):
     # 9 concurrent turns of ~1.5 s each, through both ingress replicas:
     # global in-flight counts must spread them 3/3/3 (a per-replica view would not).
     def one(_):
-        with httpx.Client(base_url=router, timeout=20) as http:
+        with httpx.Client(base_url=router, timeout=20, headers=AUTH) as http:
             return served_by(http, "least-busy")
 
     with concurrent.futures.ThreadPoolExecutor(9) as pool:
@@ -65,7 +66,7 @@ def test_breaker_takes_a_failing_endpoint_out_and_routing_state_shows_it(client,
         time.sleep(0.1)  # outcome reports are batched every 50 ms
     hits = simulator.stats()["flaky"]["requests"] - before
     assert 2 <= hits <= 4, hits  # opened after 2 consecutive failures
-    state = client.get("/v1/routing").json()["endpoints"]
+    state = client.get("/v1/routing", headers=ADMIN).json()["endpoints"]
     assert state["br-flaky"]["breaker"] == "open"
     assert state["br-backup"]["breaker"] == "closed"
     assert state["br-backup"]["ttft_p50_s"] is not None and state["br-backup"]["ttft_p99_s"] >= state["br-backup"]["ttft_p50_s"]
@@ -96,7 +97,7 @@ def test_active_health_check_takes_a_dead_endpoint_out_before_any_turn(client):
     deadline = time.monotonic() + 15
     state = {}
     while time.monotonic() < deadline:
-        state = client.get("/v1/routing").json()["endpoints"]
+        state = client.get("/v1/routing", headers=ADMIN).json()["endpoints"]
         if state["probe-dead"]["breaker"] == "open":
             break
         time.sleep(0.2)
@@ -106,4 +107,4 @@ def test_active_health_check_takes_a_dead_endpoint_out_before_any_turn(client):
     # Configured order puts probe-dead first; the open breaker moves it last.
     assert served_by(client, "probed") == "probe-ok"
     time.sleep(0.2)
-    assert client.get("/v1/routing").json()["endpoints"]["probe-dead"]["turns"] == 0
+    assert client.get("/v1/routing", headers=ADMIN).json()["endpoints"]["probe-dead"]["turns"] == 0

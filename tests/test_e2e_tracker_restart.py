@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from helpers import ADMIN
 
 pytestmark = pytest.mark.ray
 
@@ -19,7 +20,7 @@ def test_turns_survive_a_tracker_restart(client, ray_session):
     for _ in range(5):
         client.post("/v1/chat/completions", json={"model": "voice-fast", "messages": USER})
     time.sleep(0.2)
-    turns_before = client.get("/v1/routing").json()["endpoints"]["sim-fast"]["turns"]
+    turns_before = client.get("/v1/routing", headers=ADMIN).json()["endpoints"]["sim-fast"]["turns"]
     assert turns_before >= 5
 
     tracker = ray_session.get_actor(options.tracker_name, namespace=options.tracker_namespace)
@@ -31,7 +32,7 @@ def test_turns_survive_a_tracker_restart(client, ray_session):
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        response = client.get("/v1/routing")
+        response = client.get("/v1/routing", headers=ADMIN)
         if response.status_code == 200:
             break
         time.sleep(0.5)

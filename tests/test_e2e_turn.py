@@ -9,6 +9,7 @@ import time
 
 import httpx
 import pytest
+from helpers import ADMIN, TEST_KEY
 
 pytestmark = pytest.mark.ray
 
@@ -92,7 +93,7 @@ def test_non_streaming_turn_returns_chat_completion_with_usage(client):
 def test_official_openai_client_streams_and_completes(router):
     from openai import OpenAI
 
-    client = OpenAI(base_url=f"{router}/v1", api_key="unused", max_retries=0, timeout=20)
+    client = OpenAI(base_url=f"{router}/v1", api_key=TEST_KEY, max_retries=0, timeout=20)
     stream = client.chat.completions.create(
         model="voice-fast", messages=USER, stream=True, stream_options={"include_usage": True}
     )
@@ -171,12 +172,12 @@ def test_unknown_route_and_method_are_openai_errors(client):
 
 
 def test_tracker_sees_outcomes_from_turns(client):
-    before = client.get("/v1/routing").json()["endpoints"]
+    before = client.get("/v1/routing", headers=ADMIN).json()["endpoints"]
     for _ in range(3):
         assert client.post("/v1/chat/completions", json={"model": "all-fail", "messages": USER}).status_code == 502
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        state = client.get("/v1/routing").json()["endpoints"]
+        state = client.get("/v1/routing", headers=ADMIN).json()["endpoints"]
         if state["af-refused"]["turns"] - before["af-refused"]["turns"] >= 3:
             break
         time.sleep(0.2)
@@ -191,7 +192,7 @@ def test_a_503_with_retry_after_holds_the_endpoint_out(client, simulator):
     time.sleep(1.1)  # any earlier hold has ended
     assert client.post("/v1/chat/completions", json={"model": "failover-503", "messages": USER}).status_code == 200
     time.sleep(0.2)  # outcome reports are batched every 50 ms
-    assert client.get("/v1/routing").json()["endpoints"]["fo-503"]["breaker"] == "open"
+    assert client.get("/v1/routing", headers=ADMIN).json()["endpoints"]["fo-503"]["breaker"] == "open"
     tried_before = simulator.stats()["always-503"]["requests"]
     response = client.post("/v1/chat/completions", json={"model": "failover-503", "messages": USER})
     assert response.headers["x-nemo-endpoint"] == "fo-backup"

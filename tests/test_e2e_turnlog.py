@@ -7,7 +7,7 @@ import time
 import uuid
 
 import pytest
-from helpers import wait_for_records
+from helpers import AUTH, wait_for_records
 
 pytestmark = pytest.mark.ray
 
@@ -66,7 +66,7 @@ def test_client_disconnect_cancels_the_upstream_call_and_is_recorded(router, sim
     simulator.set_behavior("fast", failure="http_503")
     simulator.set_behavior("medium", failure="http_503")
     try:
-        with httpx.Client(base_url=router, timeout=10) as client:
+        with httpx.Client(base_url=router, timeout=10, headers=AUTH) as client:
             with client.stream(
                 "POST",
                 "/v1/chat/completions",

@@ -108,7 +108,8 @@ def test_by_endpoint_puts_turns_nothing_served_last():
 
 def test_cost_is_summed_when_the_log_has_it():
     table = records_to_table(known_turns())
-    table = table.append_column("cost_usd", pa.array([0.25, 0.5, 0.125, 0.125, None, 0.0, 1.5, 2.0]))
+    costs = pa.array([0.25, 0.5, 0.125, 0.125, None, 0.0, 1.5, 2.0])
+    table = table.set_column(table.column_names.index("cost_usd"), "cost_usd", costs)
     rows = build_report(table, since_s=HOUR_S, by="model", now=NOW)
     assert [r["cost_usd"] for r in rows] == [1.0, 1.5]
     assert "cost usd" in format_table(rows).splitlines()[0]

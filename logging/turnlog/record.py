@@ -67,3 +67,5 @@ class TurnRecord:
     fallback_count: int = 0
     api_key_id: str | None = None
     tags: list[str] = field(default_factory=list)
+    cost_usd: float | None = None
+    cost_estimated: bool = False

@@ -102,7 +102,8 @@ def _group_numbers(rows: pa.Table, with_cost: bool) -> dict[str, Any]:
         "fallbacks": _sum(rows["fallback_count"]),
         "prompt_tokens": _sum(rows["prompt_tokens"]),
         "completion_tokens": _sum(rows["completion_tokens"]),
-        "cost_usd": _sum(rows["cost_usd"]) if with_cost else None,
+        # None when no turn of the group was priced (not a misleading 0.0).
+        "cost_usd": pc.sum(rows["cost_usd"], min_count=1).as_py() if with_cost else None,
     }
 
 

@@ -27,6 +27,8 @@ attempts                list<struct<endpoint string,                every upstre
 fallback_count          int32                                       attempts after the first
 api_key_id              string                                      id (never the secret) of the client's key
 tags                    list<string>                                free-form tags
+cost_usd                double                                      catalog price x usage; None when unpriced
+cost_estimated          bool                                        tokens estimated (no usage from provider)
 dt                      string ``YYYY-MM-DD``                       partition: UTC date of ``timestamp``
 hour                    string ``HH``                               partition: UTC hour of ``timestamp``
 ======================  ==========================================  ===========================================
@@ -84,6 +86,8 @@ TURN_LOG_SCHEMA: pa.Schema = pa.schema(
         pa.field("fallback_count", pa.int32()),
         pa.field("api_key_id", pa.string()),
         pa.field("tags", pa.list_(pa.string())),
+        pa.field("cost_usd", pa.float64()),
+        pa.field("cost_estimated", pa.bool_()),
         pa.field("dt", pa.string()),
         pa.field("hour", pa.string()),
     ]
