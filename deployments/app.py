@@ -18,10 +18,12 @@ from typing import Any
 from ray.serve import Application
 
 from router.config import RouterConfig, load_config
+from turnlog.alerts import AlertRule
 
 from deployments.caller import caller_deployment
 from deployments.health import start_health_prober
 from deployments.keystore import get_or_create_keystore
+from deployments.metrics_hub import get_or_create_metrics_hub
 from deployments.ingress import ingress_deployment
 from deployments.tracker import get_or_create_tracker
 
@@ -37,6 +39,8 @@ def build_app(config: RouterConfig) -> Application:
     start_health_prober(config, tracker)
     if any(key.rate_limit_per_min for key in config.auth.keys):
         get_or_create_keystore(config)
+    if config.metrics.enabled:
+        _metrics_hub(config)
     caller = caller_deployment(config).bind(config)
     return ingress_deployment(config).bind(config, caller)
 
@@ -49,6 +53,19 @@ def app(args: dict[str, Any]) -> Application:
             "or use `nemo-router run` for the embedded default"
         )
     return build_app(load_config(config_path))
+
+
+def _metrics_hub(config: RouterConfig):
+    metrics = config.metrics
+    return get_or_create_metrics_hub(
+        name=metrics.hub_name,
+        namespace=config.deployments.tracker_namespace,
+        window_s=metrics.window_s,
+        slot_s=metrics.slot_s,
+        alert_rules=[AlertRule(**rule.model_dump()) for rule in metrics.alerts],
+        webhook_url_env=metrics.webhook_url_env,
+        evaluate_interval_s=metrics.evaluate_interval_s,
+    )
 
 
 def _absolute_paths(config: RouterConfig) -> RouterConfig:

@@ -16,7 +16,11 @@ from ray import serve
 from router.catalog import endpoint_prices, load_catalog
 from router.config import RouterConfig
 from turnlog import LocalParquetSink, S3ParquetSink, SpoolingSink, TurnLogWriter
+from turnlog.callbacks import FanoutSink
+from turnlog.datadog import DatadogExporter
+from turnlog.langfuse import LangfuseExporter
 
+from deployments.metrics_hub import MetricsReporter
 from deployments.reporter import OutcomeReporter
 from deployments.turn_runner import TurnFailure, TurnHead, TurnRequest, TurnRunner
 from deployments.upstream import UpstreamPool, resolve_api_keys
@@ -32,11 +36,17 @@ class ProviderCaller:
         self._pool = UpstreamPool(resolve_api_keys(endpoints, os.environ))
         tracker = ray.get_actor(config.deployments.tracker_name, namespace=config.deployments.tracker_namespace)
         self._reporter = OutcomeReporter(tracker.report.remote, config.deployments.report_interval_s)
-        self._writer = _turn_log_writer(config)
+        self._writer = _turn_log_writer(config, os.environ)
+        self._metrics = None
+        if config.metrics.enabled:
+            hub = ray.get_actor(config.metrics.hub_name, namespace=config.deployments.tracker_namespace)
+            self._metrics = MetricsReporter(hub.report.remote, config.metrics.report_interval_s, config.metrics.slot_s)
         prices = endpoint_prices(load_catalog(), endpoints)
         self._runner = TurnRunner(config, self._pool, self._reporter.add, self._emit, prices=prices)
 
     def _emit(self, record) -> None:
+        if self._metrics is not None:
+            self._metrics.observe(record)
         if self._writer is not None:
             self._writer.emit(record)
 
@@ -55,27 +65,58 @@ class ProviderCaller:
         return self._writer.stats()
 
     def __del__(self):
+        metrics = getattr(self, "_metrics", None)
+        if metrics is not None:
+            metrics.flush()
         writer = getattr(self, "_writer", None)
         if writer is not None:
             writer.close()
 
 
-def _turn_log_writer(config: RouterConfig) -> TurnLogWriter | None:
+def _turn_log_writer(config: RouterConfig, environ) -> TurnLogWriter | None:
+    """This replica's writer: the Parquet sink first, then any exporters
+    (which see a batch only once the Parquet sink has stored it)."""
     settings = config.turn_log
-    if settings.sink == "none":
-        return None
     replica_id = f"caller-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    primary = None
     if settings.sink == "s3":
         s3 = settings.s3
-        sink = SpoolingSink(
+        primary = SpoolingSink(
             S3ParquetSink(s3.bucket, s3.prefix, replica_id, region=s3.region, endpoint_url=s3.endpoint_url),
             settings.spool.path,
             max_spool_bytes=settings.spool.max_bytes,
             retry_backoff_s=settings.spool.retry_backoff_s,
         )
-    else:
-        sink = LocalParquetSink(settings.path, replica_id)
+    elif settings.sink == "local":
+        primary = LocalParquetSink(settings.path, replica_id)
+    exporters = _exporters(settings, environ)
+    if primary is None and not exporters:
+        return None
+    sink = FanoutSink(exporters, primary=primary) if exporters else primary
     return TurnLogWriter(sink, flush_interval_s=settings.flush_interval_s, flush_max_records=settings.flush_max_records)
+
+
+def _exporters(settings, environ) -> list:
+    """Langfuse / Datadog exporters; a missing key fails start-up, naming the
+    variable, never its value."""
+    def key(name: str) -> str:
+        if not environ.get(name):
+            raise RuntimeError(f"turn-log export is enabled but the environment variable {name} is not set")
+        return environ[name]
+
+    exporters = []
+    lf, dd = settings.langfuse, settings.datadog
+    if lf.enabled:
+        exporters.append(
+            LangfuseExporter(key(lf.public_key_env), key(lf.secret_key_env), host=lf.host,
+                             environment=lf.environment, max_batch_turns=lf.max_batch_turns)
+        )
+    if dd.enabled:
+        exporters.append(
+            DatadogExporter(key(dd.api_key_env), site=dd.site, service=dd.service, tags=dd.tags,
+                            send_metrics=dd.send_metrics, max_batch_turns=dd.max_batch_turns)
+        )
+    return exporters
 
 
 def caller_deployment(config: RouterConfig):

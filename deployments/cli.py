@@ -53,10 +53,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from deployments.local import LocalRouter  # imports Ray: only after the flags are set
+    from router.keys import LOCAL_ADMIN_KEY, LOCAL_KEY
 
     with LocalRouter.start(config_path=args.config, port=args.port, turn_log_path=args.turn_log) as router:
         print(f"nemo-router listening on {router.url}  (model groups: {', '.join(router.config.model_groups)})")
-        print(f"  try: curl -N {router.url}/v1/chat/completions -H 'content-type: application/json' \\")
+        if router.simulator is not None:
+            print(f"  embedded default: local API key {LOCAL_KEY} (admin: {LOCAL_ADMIN_KEY}); not for production")
+        print(f"  try: curl -N {router.url}/v1/chat/completions -H 'authorization: Bearer {LOCAL_KEY}' \\")
+        print("        -H 'content-type: application/json' \\")
         first_group = next(iter(router.config.model_groups))
         print(f"        -d '{{\"model\": \"{first_group}\", \"stream\": true, \"messages\": [{{\"role\": \"user\", \"content\": \"hi\"}}]}}'")
         print("  Ctrl-C stops it.", flush=True)

@@ -22,7 +22,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from router.config import RouterConfig
 from router.keys import KeyInfo, KeyRing, RateLimited
-from router.errors import ModelNotFound, PayloadTooLarge, RouterError, TurnFailed
+from turnlog.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
+from router.errors import InvalidRequest, ModelNotFound, PayloadTooLarge, RouterError, TurnFailed
 from router.openai_wire import parse_chat_request
 from router.routing_state import AttemptPlan, RoutingState, check_eligible
 from router.sse import DONE_DATA, SSEDecoder
@@ -138,6 +139,32 @@ class Ingress:
             for name in self._config.model_groups
         ]
         return {"object": "list", "data": data}
+
+    @api.get("/v1/metrics")
+    async def metrics(self, request: Request) -> dict:
+        """Rolling p50/p99 TTFT and total latency, error rate and turns per
+        minute, per model group and endpoint, merged across replicas."""
+        self._keys.authenticate_admin(request.headers.get("authorization"))
+        window = request.query_params.get("window_s")
+        try:
+            window_s = float(window) if window else None
+        except ValueError:
+            raise InvalidRequest("window_s must be a number of seconds", param="window_s") from None
+        if window_s is not None and not 0 < window_s <= self._config.metrics.window_s:
+            raise InvalidRequest(f"window_s must be in (0, {self._config.metrics.window_s}]", param="window_s")
+        return await self._metrics_hub().snapshot_json.remote(window_s)
+
+    @api.get("/metrics")
+    async def prometheus(self, request: Request) -> Response:
+        """Prometheus text exposition: latency histograms with voice buckets
+        (10 ms to 30 s), turn and error counters, totals since the hub started."""
+        self._keys.authenticate_admin(request.headers.get("authorization"))
+        return Response(await self._metrics_hub().prometheus_text.remote(), media_type=PROMETHEUS_CONTENT_TYPE)
+
+    def _metrics_hub(self):
+        if not self._config.metrics.enabled:
+            raise StarletteHTTPException(404, "metrics are disabled in this router's configuration")
+        return ray.get_actor(self._config.metrics.hub_name, namespace=self._config.deployments.tracker_namespace)
 
     @api.get("/v1/routing")
     async def routing(self, request: Request) -> dict:

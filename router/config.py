@@ -243,6 +243,31 @@ class SpoolConfig(_Frozen):
     retry_backoff_s: float = Field(default=30.0, ge=0)
 
 
+class LangfuseExportConfig(_Frozen):
+    """Export every turn to Langfuse (trace + generation) through its public
+    ingestion API. Keys come from the named environment variables."""
+
+    enabled: bool = False
+    host: str = Field(default="https://cloud.langfuse.com", pattern=r"^https?://")
+    public_key_env: str = "LANGFUSE_PUBLIC_KEY"
+    secret_key_env: str = "LANGFUSE_SECRET_KEY"
+    environment: str | None = None
+    max_batch_turns: int = Field(default=100, ge=1, le=1000)
+
+
+class DatadogExportConfig(_Frozen):
+    """Export every turn to Datadog: a log per turn, and TTFT / total
+    latency distributions. The API key comes from ``api_key_env``."""
+
+    enabled: bool = False
+    site: str = "datadoghq.com"
+    api_key_env: str = "DD_API_KEY"
+    service: str = "nemo-router"
+    tags: tuple[str, ...] = ()
+    send_metrics: bool = True
+    max_batch_turns: int = Field(default=500, ge=1, le=1000)
+
+
 class TurnLogConfig(_Frozen):
     """Where turn records go: a local folder (``path``), S3 (``s3``, with a
     local ``spool`` for outages), or nowhere. Records are buffered per
@@ -254,6 +279,8 @@ class TurnLogConfig(_Frozen):
     path: str = "./turnlog-data"
     s3: S3Config | None = None
     spool: SpoolConfig = SpoolConfig()
+    langfuse: LangfuseExportConfig = LangfuseExportConfig()
+    datadog: DatadogExportConfig = DatadogExportConfig()
     flush_interval_s: float = Field(default=5.0, gt=0)
     flush_max_records: int = Field(default=500, ge=1, le=100_000)
 
@@ -261,6 +288,46 @@ class TurnLogConfig(_Frozen):
     def _s3_needs_bucket(self) -> "TurnLogConfig":
         if self.sink == "s3" and self.s3 is None:
             raise ValueError("sink: s3 needs an s3: block with at least a bucket")
+        return self
+
+
+class AlertRuleConfig(_Frozen):
+    """Fire when ``metric`` of a model group (``*``: each group) is over
+    ``threshold`` across the last ``window_s`` seconds, once at least
+    ``min_turns`` turns were seen; changes of state at most every
+    ``cooldown_s``. Firing and resolution post to the webhook."""
+
+    metric: Literal["ttft_p99_s", "total_p99_s", "error_rate"]
+    threshold: float = Field(ge=0)
+    model_group: str = "*"
+    window_s: float = Field(default=60.0, gt=0)
+    min_turns: int = Field(default=20, ge=1)
+    cooldown_s: float = Field(default=300.0, ge=0)
+    name: str = ""
+
+
+class MetricsConfig(_Frozen):
+    """Rolling p50/p99 per model group and endpoint, held by one hub actor
+    that caller replicas report to every ``report_interval_s``; alerts are
+    evaluated there every ``evaluate_interval_s``. The webhook URL (it holds
+    a token) comes from the environment variable ``webhook_url_env``."""
+
+    enabled: bool = True
+    hub_name: str = "nemo-metrics-hub"
+    window_s: float = Field(default=300.0, gt=0)
+    slot_s: float = Field(default=10.0, gt=0)
+    report_interval_s: float = Field(default=1.0, gt=0)
+    evaluate_interval_s: float = Field(default=5.0, gt=0)
+    webhook_url_env: str = "NEMO_ALERT_WEBHOOK_URL"
+    alerts: tuple[AlertRuleConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _windows_fit(self) -> "MetricsConfig":
+        if self.slot_s > self.window_s:
+            raise ValueError("slot_s must not exceed window_s")
+        for rule in self.alerts:
+            if rule.window_s > self.window_s:
+                raise ValueError(f"alert window_s {rule.window_s} exceeds metrics window_s {self.window_s}")
         return self
 
 
@@ -284,6 +351,7 @@ class RouterConfig(_Frozen):
     # Client keys by hash, allowed models, rate limits; the admin key. No
     # keys at all: an open router (every turn anonymous, admin routes open).
     auth: AuthConfig = AuthConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     @model_validator(mode="after")
     def _globally_unique_endpoints(self) -> "RouterConfig":
@@ -296,6 +364,13 @@ class RouterConfig(_Frozen):
                         f"{seen[endpoint.name]!r} and {group_name!r}; endpoint names must be unique"
                     )
                 seen[endpoint.name] = group_name
+        return self
+
+    @model_validator(mode="after")
+    def _alerts_name_groups(self) -> "RouterConfig":
+        for rule in self.metrics.alerts:
+            if rule.model_group != "*" and rule.model_group not in self.model_groups:
+                raise ValueError(f"alert on unknown model group {rule.model_group!r}")
         return self
 
     @model_validator(mode="after")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from router.config import RouterConfig, parse_config
+from router.keys import local_auth_config
 
 __all__ = ["SIMULATED_PROFILES", "DEFAULT_GROUP", "embedded_default"]
 
@@ -56,6 +57,9 @@ def embedded_default(
             ]
         }
     raw = {
+        # The documented local keys (LOCAL_KEY for turns, LOCAL_ADMIN_KEY for
+        # admin routes): fine on a laptop, never in production.
+        "auth": local_auth_config().model_dump(),
         "server": {"port": port},
         "model_groups": groups,
         "turn_log": {"sink": "local", "path": turn_log_path, "flush_interval_s": 2.0},

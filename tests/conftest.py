@@ -40,7 +40,10 @@ PROFILES = {
     # Cross-provider chains (issue 4): one profile per provider link.
     "xp-an": {"ttft_ms": 10, "token_interval_ms": 2, "tokens": 6},
     "xp-ge": {"ttft_ms": 10, "token_interval_ms": 2, "tokens": 6},
+    "alerting": {"ttft_ms": 10, "token_interval_ms": 1, "tokens": 3},
 }
+
+WEBHOOK_ENV = "NEMO_TEST_ALERT_WEBHOOK_URL"
 
 
 def free_port() -> int:
@@ -115,6 +118,7 @@ def router_config(sim, turn_log_path: Path) -> dict:
                 endpoint("xp-an", sim.root_url("xp-an"), provider="anthropic", model="claude-haiku-4-5", tags=["function-calling"])]},
             "xp-gemini": {**failover, "endpoints": [
                 endpoint("xp-ge", sim.root_url("xp-ge"), provider="gemini", model="gemini-2.5-flash", tags=["function-calling"])]},
+            "alerting": {**ordered, "endpoints": [endpoint("alert-ep", sim.base_url("alerting"))]},
             # Priced like the catalog's gpt-4o-mini (a ``catalog:`` endpoint name).
             "priced": {**ordered, "endpoints": [endpoint("catalog:gpt-4o-mini", sim.base_url("backup"))]},
             "drops": {**ordered, "endpoints": [endpoint("drop-a", sim.base_url("drop"))]},
@@ -141,6 +145,17 @@ def router_config(sim, turn_log_path: Path) -> dict:
             },
         },
         "turn_log": {"sink": "local", "path": str(turn_log_path), "flush_interval_s": 0.5},
+        "metrics": {
+            "window_s": 60,
+            "slot_s": 1,
+            "report_interval_s": 0.2,
+            "evaluate_interval_s": 0.5,
+            "webhook_url_env": WEBHOOK_ENV,
+            "alerts": [
+                {"name": "slow-first-token", "metric": "ttft_p99_s", "threshold": 0.3, "model_group": "alerting",
+                 "window_s": 4, "min_turns": 5, "cooldown_s": 0},
+            ],
+        },
         "auth": {
             "keys": [
                 {"name": "tests", "hash": hash_key(TEST_KEY)},
@@ -166,7 +181,16 @@ def turn_log_path(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ray_session():
+def webhook():
+    """A local receiver standing in for Slack's incoming webhook."""
+    from turnlog.export_testing import LocalHttpReceiver
+
+    with LocalHttpReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="session")
+def ray_session(webhook):
     """The one Ray instance of the test session, with Serve's flags set the
     way ``nemo-router run`` sets them."""
     from deployments.cli import DEFAULT_SERVE_MODE, apply_serve_mode
@@ -179,6 +203,8 @@ def ray_session():
     for name in AWS_ENV_TO_CLEAR:
         os.environ.pop(name, None)
     os.environ.update(FAKE_AWS_ENV)
+    # The metrics hub reads its webhook URL from its environment at start-up.
+    os.environ[WEBHOOK_ENV] = f"{webhook.url}/slack-hook"
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

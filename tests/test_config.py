@@ -139,3 +139,10 @@ def test_bad_routing_settings_are_rejected_with_their_path(group, path_fragment,
 def test_latency_block_with_the_default_strategy_is_accepted():
     group = parse_config(group_raw(latency={"explore_share": 0, "failure_penalty_s": 2})).model_groups["g"]
     assert group.latency.explore_share == 0 and group.latency.failure_penalty_s == 2
+
+
+def test_embedded_default_runs_with_the_documented_local_key():
+    from router.keys import LOCAL_KEY, KeyRing
+
+    ring = KeyRing(embedded_default("http://127.0.0.1:9100", environ={}).auth)
+    assert ring.authenticate(f"Bearer {LOCAL_KEY}").key_id
