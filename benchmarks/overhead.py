@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -45,19 +46,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_config(directory: Path, provider_url: str, port: int) -> Path:
+def write_config(directory: Path, provider_url: str, port: int, turn_log: dict | None = None) -> Path:
     config = {
         "server": {"port": port},
         "model_groups": {"bench": {"endpoints": [{"name": "sim-bench", "base_url": provider_url, "model": "sim-model"}]}},
-        "turn_log": {"sink": "local", "path": str(directory / "turnlog")},
+        "turn_log": turn_log or {"sink": "local", "path": str(directory / "turnlog")},
     }
     path = directory / "router.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
 
 
-def start_router(config_path: Path, mode: str, port: int, log_path: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_")}
+def start_router(config_path: Path, mode: str, port: int, log_path: Path, extra_env: dict | None = None) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_")} | (extra_env or {})
     log = open(log_path, "w")
     process = subprocess.Popen(
         [sys.executable, "-m", "deployments.cli", "run", "--config", str(config_path), "--serve-mode", mode],
@@ -111,27 +112,47 @@ def table(rows: dict) -> str:
     return "\n".join(lines)
 
 
+def turn_log_settings(sink: str, directory: Path, stack: contextlib.ExitStack) -> tuple[dict, dict]:
+    """The router's turn_log block for ``sink``, and environment it needs."""
+    if sink == "none":
+        return {"sink": "none"}, {}
+    if sink == "local":
+        return {"sink": "local", "path": str(directory / "turnlog")}, {}
+    from turnlog.testing import FAKE_AWS_ENV, LocalS3Server
+
+    s3 = stack.enter_context(LocalS3Server())
+    bucket = s3.new_bucket()
+    block = {"bucket": bucket, "prefix": "turns", "region": "us-east-1", "endpoint_url": s3.endpoint_url}
+    return {"sink": "s3", "s3": block, "spool": {"path": str(directory / "spool")}}, dict(FAKE_AWS_ENV)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--modes", default="classic,fast")
     parser.add_argument("--c1-turns", type=int, default=200)
     parser.add_argument("--c20-turns", type=int, default=500)
+    parser.add_argument("--sinks", default="local", help="turn-log sinks to compare: local,s3,none (s3: a loopback moto server)")
+    parser.add_argument("--out", default="overhead", help="results file name under benchmarks/results/")
     args = parser.parse_args()
     levels = [(1, args.c1_turns), (20, args.c20_turns)]
+    sinks = args.sinks.split(",")
     rows: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory() as tmp, start_simulator({"bench": PROVIDER}) as sim:
+    with tempfile.TemporaryDirectory() as tmp, start_simulator({"bench": PROVIDER}) as sim, contextlib.ExitStack() as stack:
         provider_url = sim.base_url("bench")
         for mode in args.modes.split(","):
-            print(f"direct, before router-{mode} ...", flush=True)
-            rows[f"direct (before router-{mode})"] = measure(provider_url, "sim-model", levels)
-            port = free_port()
-            config_path = write_config(Path(tmp), provider_url, port)
-            print(f"starting router-{mode} ...", flush=True)
-            router = start_router(config_path, mode, port, Path(tmp) / f"router-{mode}.log")
-            try:
-                rows[f"router-{mode}"] = measure(f"http://127.0.0.1:{port}/v1", "bench", levels)
-            finally:
-                stop_router(router)
+            for sink in sinks:
+                name = f"router-{mode}" if sinks == ["local"] else f"router-{mode}-{sink}"
+                turn_log, extra_env = turn_log_settings(sink, Path(tmp), stack)
+                print(f"direct, before {name} ...", flush=True)
+                rows[f"direct (before {name})"] = measure(provider_url, "sim-model", levels)
+                port = free_port()
+                config_path = write_config(Path(tmp), provider_url, port, turn_log)
+                print(f"starting {name} ...", flush=True)
+                router = start_router(config_path, mode, port, Path(tmp) / f"{name}.log", extra_env)
+                try:
+                    rows[name] = measure(f"http://127.0.0.1:{port}/v1", "bench", levels)
+                finally:
+                    stop_router(router)
     report = {
         "benchmark": "overhead",
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -143,8 +164,8 @@ def main() -> int:
     text = table(rows)
     print(text)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "overhead.json").write_text(json.dumps(report, indent=2))
-    (RESULTS / "overhead.md").write_text(f"Measured {report['when']} on {os.cpu_count()} cores.\n\n{text}\n")
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(report, indent=2))
+    (RESULTS / f"{args.out}.md").write_text(f"Measured {report['when']} on {os.cpu_count()} cores.\n\n{text}\n")
     return 0
 
 
