@@ -52,7 +52,7 @@ def app(args: dict[str, Any]) -> Application:
             "no router configuration: pass config_path=FILE to `serve run`, set NEMO_ROUTER_CONFIG, "
             "or use `nemo-router run` for the embedded default"
         )
-    return build_app(load_config(config_path))
+    return build_app(load_config(config_path, environ=os.environ))
 
 
 def _metrics_hub(config: RouterConfig):

@@ -57,9 +57,11 @@ def _run(args: argparse.Namespace) -> int:
 
     with LocalRouter.start(config_path=args.config, port=args.port, turn_log_path=args.turn_log) as router:
         print(f"nemo-router listening on {router.url}  (model groups: {', '.join(router.config.model_groups)})")
+        key = "YOUR_KEY"
         if router.simulator is not None:
+            key = LOCAL_KEY
             print(f"  embedded default: local API key {LOCAL_KEY} (admin: {LOCAL_ADMIN_KEY}); not for production")
-        print(f"  try: curl -N {router.url}/v1/chat/completions -H 'authorization: Bearer {LOCAL_KEY}' \\")
+        print(f"  try: curl -N {router.url}/v1/chat/completions -H 'authorization: Bearer {key}' \\")
         print("        -H 'content-type: application/json' \\")
         first_group = next(iter(router.config.model_groups))
         print(f"        -d '{{\"model\": \"{first_group}\", \"stream\": true, \"messages\": [{{\"role\": \"user\", \"content\": \"hi\"}}]}}'")

@@ -20,6 +20,7 @@ from ray import serve
 from ray.exceptions import RayError, RayTaskError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from router.catalog import load_catalog, model_card
 from router.config import RouterConfig
 from router.keys import KeyInfo, KeyRing, RateLimited
 from turnlog.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
@@ -123,6 +124,8 @@ class Ingress:
         # turns follow the last live ranking this replica saw.
         self._last_plans: dict[tuple, AttemptPlan] = {}
         self._keys = KeyRing(config.auth)
+        catalog = load_catalog()
+        self._model_cards = [model_card(name, catalog.get(name)) for name in config.model_groups]
         self._keystore = None
 
     # -- routes -----------------------------------------------------------
@@ -133,12 +136,9 @@ class Ingress:
 
     @api.get("/v1/models")
     async def models(self) -> dict:
-        created = 0
-        data = [
-            {"id": name, "object": "model", "created": created, "owned_by": "nemo-router"}
-            for name in self._config.model_groups
-        ]
-        return {"object": "list", "data": data}
+        """What this router can serve now, in OpenAI's list format; catalog
+        models carry their catalog fields under ``nemo`` (never keys or URLs)."""
+        return {"object": "list", "data": self._model_cards}
 
     @api.get("/v1/metrics")
     async def metrics(self, request: Request) -> dict:

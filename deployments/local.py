@@ -34,7 +34,7 @@ class LocalRouter:
         with contextlib.ExitStack() as stack:
             simulator = None
             if config_path:
-                config = load_config(config_path)
+                config = load_config(config_path, environ=os.environ)
             else:
                 from simprovider import start_simulator
 

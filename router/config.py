@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -297,10 +298,18 @@ class RouterConfig(_Frozen):
         raise KeyError(name)
 
 
-def parse_config(raw: Any, source: str = "<config>") -> RouterConfig:
-    """Validate an already-parsed mapping; raise ``ConfigError`` with field paths."""
+def parse_config(raw: Any, source: str = "<config>", *, environ: Mapping[str, str] | None = None) -> RouterConfig:
+    """Validate an already-parsed mapping; raise ``ConfigError`` with field paths.
+
+    With ``environ`` (read once at start-up by the caller), every catalog
+    model whose provider key is present there becomes a model group of its
+    own name, unless the config already defines that group."""
     if not isinstance(raw, dict):
         raise ConfigError(source, [ConfigIssue("<root>", "expected a mapping at the top level")])
+    if environ is not None:
+        from router.catalog import load_catalog, with_catalog_groups  # the catalog builds on this module
+
+        raw = with_catalog_groups(raw, load_catalog(), environ)
     try:
         return RouterConfig.model_validate(raw)
     except ValidationError as exc:
@@ -311,8 +320,8 @@ def parse_config(raw: Any, source: str = "<config>") -> RouterConfig:
         raise ConfigError(source, issues) from exc
 
 
-def load_config(path: str | Path) -> RouterConfig:
-    """Read a YAML or JSON file and validate it."""
+def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -> RouterConfig:
+    """Read a YAML or JSON file and validate it (``environ``: see ``parse_config``)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -322,4 +331,4 @@ def load_config(path: str | Path) -> RouterConfig:
         raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise ConfigError(str(path), [ConfigIssue("<file>", f"not valid YAML/JSON: {exc}")]) from exc
-    return parse_config(raw, source=str(path))
+    return parse_config(raw, source=str(path), environ=environ)

@@ -2,7 +2,8 @@
 
 Three simulated endpoints with different latency profiles behind one model
 group, ``voice-fast``, and a local Parquet turn log. A provider key found
-in the given environment adds a real endpoint group for that provider.
+in the given environment adds the catalog's models of that provider, each
+as a model group of its own name (``router/catalog/models.yaml``).
 The environment is passed in: this module never reads it itself.
 """
 
@@ -43,19 +44,6 @@ def embedded_default(
         for profile in SIMULATED_PROFILES
     ]
     groups: dict[str, dict] = {DEFAULT_GROUP: {"endpoints": endpoints}}
-    if environ.get("OPENAI_API_KEY"):
-        groups["gpt-4o-mini"] = {
-            "endpoints": [
-                {
-                    "name": "openai-gpt-4o-mini",
-                    "provider": "openai",
-                    "base_url": "https://api.openai.com/v1",
-                    "model": "gpt-4o-mini",
-                    "api_key_env": "OPENAI_API_KEY",
-                    "tags": ["function-calling", "vision"],
-                }
-            ]
-        }
     raw = {
         # The documented local keys (LOCAL_KEY for turns, LOCAL_ADMIN_KEY for
         # admin routes): fine on a laptop, never in production.
@@ -64,4 +52,4 @@ def embedded_default(
         "model_groups": groups,
         "turn_log": {"sink": "local", "path": turn_log_path, "flush_interval_s": 2.0},
     }
-    return parse_config(raw, source="<embedded default>")
+    return parse_config(raw, source="<embedded default>", environ=environ)

@@ -88,7 +88,8 @@ def test_embedded_default_has_three_simulated_endpoints_and_adds_keyed_providers
     assert list(config.model_groups) == [DEFAULT_GROUP]
     with_key = embedded_default("http://127.0.0.1:9100", environ={"OPENAI_API_KEY": "sk-test"})
     openai = with_key.model_groups["gpt-4o-mini"].endpoints[0]
-    assert openai.api_key_env == "OPENAI_API_KEY"
+    assert openai.api_key_env == "OPENAI_API_KEY" and openai.name == "catalog:gpt-4o-mini"
+    assert "claude-haiku-4-5" not in with_key.model_groups  # no Anthropic key, no Anthropic models
     assert "sk-test" not in with_key.model_dump_json()  # the key itself never enters config
 
 
