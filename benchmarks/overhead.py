@@ -51,6 +51,8 @@ def write_config(directory: Path, provider_url: str, port: int, turn_log: dict |
         "server": {"port": port},
         "model_groups": {"bench": {"endpoints": [{"name": "sim-bench", "base_url": provider_url, "model": "sim-model"}]}},
         "turn_log": turn_log or {"sink": "local", "path": str(directory / "turnlog")},
+        # Every benchmark turn is the same request: measure the path, not the cache.
+        "cache": {"enabled": False},
     }
     path = directory / "router.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -118,8 +120,12 @@ def turn_log_settings(sink: str, directory: Path, stack: contextlib.ExitStack) -
         return {"sink": "none"}, {}
     if sink == "local":
         return {"sink": "local", "path": str(directory / "turnlog")}, {}
-    from turnlog.testing import FAKE_AWS_ENV, LocalS3Server
+    from turnlog.testing import AWS_ENV_TO_CLEAR, FAKE_AWS_ENV, LocalS3Server
 
+    # A loopback moto server with fake credentials: never real AWS.
+    for name in AWS_ENV_TO_CLEAR:
+        os.environ.pop(name, None)
+    os.environ.update(FAKE_AWS_ENV)
     s3 = stack.enter_context(LocalS3Server())
     bucket = s3.new_bucket()
     block = {"bucket": bucket, "prefix": "turns", "region": "us-east-1", "endpoint_url": s3.endpoint_url}

@@ -74,6 +74,7 @@ def write_config(directory: Path, sim: SimulatorProcess, port: int) -> Path:
         "server": {"port": port},
         "model_groups": groups,
         "turn_log": {"sink": "local", "path": str(directory / "turnlog")},
+        "cache": {"enabled": False},  # identical turns: measure routing, not the cache
     }
     path = directory / "router.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -20,6 +20,7 @@ from ray.serve import Application
 from router.config import RouterConfig, load_config
 from turnlog.alerts import AlertRule
 
+from deployments.cache_actor import get_or_create_cache_actor
 from deployments.caller import caller_deployment
 from deployments.health import start_health_prober
 from deployments.keystore import get_or_create_keystore
@@ -41,6 +42,8 @@ def build_app(config: RouterConfig) -> Application:
         get_or_create_keystore(config)
     if config.metrics.enabled:
         _metrics_hub(config)
+    if config.cache.enabled:
+        get_or_create_cache_actor(config)
     caller = caller_deployment(config).bind(config)
     return ingress_deployment(config).bind(config, caller)
 

@@ -20,6 +20,7 @@ from turnlog.callbacks import FanoutSink
 from turnlog.datadog import DatadogExporter
 from turnlog.langfuse import LangfuseExporter
 
+from deployments.cache_actor import CACHE_ACTOR_NAME
 from deployments.metrics_hub import MetricsReporter
 from deployments.reporter import OutcomeReporter
 from deployments.turn_runner import TurnFailure, TurnHead, TurnRequest, TurnRunner
@@ -42,7 +43,14 @@ class ProviderCaller:
             hub = ray.get_actor(config.metrics.hub_name, namespace=config.deployments.tracker_namespace)
             self._metrics = MetricsReporter(hub.report.remote, config.metrics.report_interval_s, config.metrics.slot_s)
         prices = endpoint_prices(load_catalog(), endpoints)
-        self._runner = TurnRunner(config, self._pool, self._reporter.add, self._emit, prices=prices)
+        cache_put = None
+        if config.cache.enabled:
+            cache = ray.get_actor(CACHE_ACTOR_NAME, namespace=config.deployments.tracker_namespace)
+            cache_put = cache.put.remote  # fire-and-forget, after the turn
+        self._runner = TurnRunner(
+            config, self._pool, self._reporter.add, self._emit,
+            prices=prices, cache_put=cache_put, cache_entry_bytes=config.cache.max_entry_bytes,
+        )
 
     def _emit(self, record) -> None:
         if self._metrics is not None:
@@ -56,6 +64,11 @@ class ProviderCaller:
 
     async def complete_turn(self, request: TurnRequest) -> tuple[TurnHead, bytes] | TurnFailure:
         return await self._runner.complete(request)
+
+    def record(self, record) -> None:
+        """A turn the ingress served itself (a cache hit) joins the turn log
+        and metrics of this replica."""
+        self._emit(record)
 
     def flush_turn_log(self) -> dict:
         """Write buffered turn records now (tests, graceful shutdown)."""

@@ -12,6 +12,7 @@ import json
 import logging
 import time
 import uuid
+from datetime import datetime, timezone
 
 import ray
 from fastapi import FastAPI, Request
@@ -23,13 +24,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from router.catalog import load_catalog, model_card
 from router.config import RouterConfig
 from router.keys import KeyInfo, KeyRing, RateLimited
+from turnlog import TurnRecord
 from turnlog.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from router.errors import InvalidRequest, ModelNotFound, PayloadTooLarge, RouterError, TurnFailed
 from router.openai_wire import parse_chat_request
+from router.response_cache import CachedTurn, cache_key, cache_requested, replay_completion, replay_sse
 from router.routing_state import AttemptPlan, RoutingState, check_eligible
 from router.sse import DONE_DATA, SSEDecoder
 from router.tags import parse_tags
 
+from deployments.cache_actor import CACHE_ACTOR_NAME
 from deployments.keystore import KEYSTORE_NAME
 from deployments.turn_runner import TurnFailure, TurnHead, TurnRequest
 
@@ -38,6 +42,7 @@ __all__ = ["Ingress", "ingress_deployment"]
 log = logging.getLogger(__name__)
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+CACHE_TIMEOUT_S = 0.5
 TRACKER_TIMEOUT_S = 1.0
 
 api = FastAPI(title="nemo-router", docs_url=None, redoc_url=None, openapi_url=None)
@@ -98,6 +103,36 @@ def _requested_tags(header: str | None, raw: dict, extra: tuple[str, ...] = ()) 
     return tuple(sorted(requested))
 
 
+def _with_headers(response: Response, headers: dict[str, str]) -> Response:
+    response.headers.update(headers)
+    return response
+
+
+def _cache_hit_record(entry: CachedTurn, chat, request_id: str, received_at: float, key: KeyInfo, tags) -> TurnRecord:
+    usage = entry.usage or {}
+    return TurnRecord(
+        request_id=request_id,
+        timestamp=datetime.fromtimestamp(received_at, tz=timezone.utc),
+        model_group=chat.model,
+        endpoint=entry.endpoint,
+        provider=entry.provider,
+        model=entry.completion.get("model"),
+        streamed=chat.stream,
+        status="ok",
+        http_status=200,
+        error_type=None,
+        ttft_s=time.time() - received_at,
+        total_s=time.time() - received_at,
+        prompt_tokens=usage.get("prompt_tokens"),
+        completion_tokens=usage.get("completion_tokens"),
+        total_tokens=usage.get("total_tokens"),
+        api_key_id=key.key_id,
+        tags=list(tags),
+        cost_usd=0.0,
+        cache_hit=True,
+    )
+
+
 def _new_request_id() -> str:
     return f"nemo-{uuid.uuid4().hex}"
 
@@ -124,6 +159,7 @@ class Ingress:
         # turns follow the last live ranking this replica saw.
         self._last_plans: dict[tuple, AttemptPlan] = {}
         self._keys = KeyRing(config.auth)
+        self._cache = None
         catalog = load_catalog()
         self._model_cards = [model_card(name, catalog.get(name)) for name in config.model_groups]
         self._keystore = None
@@ -181,10 +217,42 @@ class Ingress:
         self._keys.authorize(key, chat.model)
         await self._admit(key)
         tags = _requested_tags(request.headers.get("x-nemo-tags"), raw)
-        turn, plan_s = await self._prepare(chat, raw, tags, _request_id(request), received_at, key.key_id)
+        request_id = _request_id(request)
+        ck, cached = await self._cache_lookup(raw, tags, key)
+        if cached is not None:
+            return self._replay(cached, chat, raw, request_id, received_at, key, tags)
+        turn, plan_s = await self._prepare(chat, raw, tags, request_id, received_at, key.key_id, cache_key=ck)
+        cache_header = {"x-nemo-cache": "miss" if ck else "bypass"}
         if chat.stream:
-            return await self._stream(turn, plan_s)
-        return await self._complete(turn, plan_s)
+            return _with_headers(await self._stream(turn, plan_s), cache_header)
+        return _with_headers(await self._complete(turn, plan_s), cache_header)
+
+    async def _cache_lookup(self, raw: dict, tags: tuple[str, ...], key: KeyInfo) -> tuple[str | None, CachedTurn | None]:
+        """The cache key (None: not cached) and the entry if there is one. A
+        slow or absent cache actor is a miss, never a failed turn."""
+        settings = self._config.cache
+        if not settings.enabled or not cache_requested(raw):
+            return None, None
+        ck = cache_key(raw, tags=tags, namespace=key.key_id if settings.scope == "key" else None)
+        try:
+            if self._cache is None:
+                self._cache = ray.get_actor(CACHE_ACTOR_NAME, namespace=self._config.deployments.tracker_namespace)
+            async with asyncio.timeout(CACHE_TIMEOUT_S):
+                return ck, await self._cache.get.remote(ck)
+        except (RayError, TimeoutError, ValueError):
+            log.warning("response cache unavailable; treating as a miss", exc_info=True)
+            self._cache = None
+            return ck, None
+
+    def _replay(self, entry: CachedTurn, chat, raw: dict, request_id: str, received_at: float, key: KeyInfo, tags) -> Response:
+        """Answer from the cache, and log the turn as a cache hit."""
+        completion_id = f"chatcmpl-cache-{uuid.uuid4().hex[:24]}"
+        headers = {"x-nemo-cache": "hit", "x-nemo-endpoint": entry.endpoint or "cache"}
+        self._caller.record.remote(_cache_hit_record(entry, chat, request_id, received_at, key, tags))
+        if chat.stream:
+            pieces = replay_sse(entry, chat.include_usage, completion_id=completion_id)
+            return StreamingResponse(iter(pieces), media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
+        return JSONResponse(replay_completion(entry, completion_id=completion_id), headers=headers)
 
     # -- Python handle calls -----------------------------------------------
     # handle = serve.get_app_handle("nemo-router")
@@ -237,7 +305,14 @@ class Ingress:
             raise RateLimited(key.name, key.rate_limit_per_min, retry_after_s)
 
     async def _prepare(
-        self, chat, raw: dict, tags: tuple[str, ...], request_id: str, received_at: float, api_key_id: str | None = None
+        self,
+        chat,
+        raw: dict,
+        tags: tuple[str, ...],
+        request_id: str,
+        received_at: float,
+        api_key_id: str | None = None,
+        cache_key: str | None = None,
     ) -> tuple[TurnRequest, float]:
         """Validate the model and tags, plan with the tracker: the turn to run."""
         if chat.model not in self._config.model_groups:
@@ -257,6 +332,9 @@ class Ingress:
             include_usage=chat.include_usage,
             received_at=received_at,
             api_key_id=api_key_id,
+            tags=tags,
+            store_messages=self._config.turn_log.store_messages,
+            cache_key=cache_key,
         )
         return turn, plan_s
 

@@ -31,6 +31,8 @@ from router.errors import (
 )
 from router.continuation import Seam, continuation_messages
 from router.providers import ProviderCodec, TranslatedStream, codec_for
+from router.providers.chunks import usage_dict
+from router.response_cache import CachedTurn, TurnRecorder, entry_from_completion
 from router.outcome import AttemptOutcome, OutcomeKind, outcome_kind_of
 from router.sse import DONE_EVENT, SSEDecoder, encode_json
 from router.stream_watch import StreamWatch, Usage
@@ -74,6 +76,9 @@ class TurnRequest:
     include_usage: bool
     received_at: float = field(default_factory=time.time)  # wall clock, s
     api_key_id: str | None = None  # the key's name, never the key
+    tags: tuple[str, ...] = ()  # the tags the turn asked for
+    store_messages: bool = False  # copy the conversation into the turn log (off: privacy)
+    cache_key: str | None = None  # fill the response cache under this key when the turn ends well
 
 
 @dataclass(slots=True)
@@ -94,6 +99,8 @@ class _Turn:
     http_status: int = 502
     error_type: str | None = None
     text: str = ""  # the reply the client got (for a cost estimate without usage)
+    overhead_s: float | None = None  # router time before the first token left the caller
+    cache_entry: CachedTurn | None = None  # the non-streaming reply, for the response cache
 
 
 class TurnRunner:
@@ -105,7 +112,11 @@ class TurnRunner:
         emit_record: Callable[[TurnRecord], None],
         clock: Callable[[], float] = time.monotonic,
         prices: Mapping[str, Price] | None = None,
+        cache_put: Callable[[str, CachedTurn], None] | None = None,
+        cache_entry_bytes: int = 1 << 20,
     ):
+        self._cache_put = cache_put
+        self._cache_entry_bytes = cache_entry_bytes
         self._config = config
         self._prices = dict(prices or {})  # endpoint name -> catalog price
         # Endpoint name -> (its config, its own group's timeouts), built once.
@@ -123,13 +134,22 @@ class TurnRunner:
     async def stream(self, request: TurnRequest) -> AsyncIterator[TurnHead | TurnFailure | bytes]:
         """A streaming turn: ``TurnHead`` or ``TurnFailure``, then SSE bytes."""
         turn = _Turn(request, self._clock())
+        # Keeping the forwarded bytes costs one list append per piece, and
+        # only for turns the response cache will keep.
+        recorder = TurnRecorder(self._cache_entry_bytes) if request.cache_key and self._cache_put else None
         try:
             async for item in self._stream_turn(turn):
+                if recorder is not None and isinstance(item, bytes):
+                    recorder.feed(item)
                 yield item
         except (asyncio.CancelledError, GeneratorExit):
             turn.status, turn.http_status, turn.error_type = "cancelled", 499, "client_disconnected"
             raise
         finally:
+            if recorder is not None and turn.status == "ok":
+                usage = turn.usage
+                usage_map = usage_dict(usage.prompt_tokens or 0, usage.completion_tokens or 0) if usage else None
+                turn.cache_entry = recorder.finish(usage=usage_map, endpoint=turn.endpoint)
             self._finish(turn)
 
     async def complete(self, request: TurnRequest) -> tuple[TurnHead, bytes] | TurnFailure:
@@ -190,6 +210,7 @@ class TurnRunner:
                             if sent_text is None:
                                 now = self._clock()
                                 turn.ttft_s, turn.attempt_ttft_s = now - turn.started_s, now - attempt_start
+                                turn.overhead_s = self._overhead_s(turn)
                                 turn.model = watch.model or endpoint.model
                                 chunk_id = watch.chunk_id
                                 yield TurnHead(endpoint.name, endpoint.provider, turn.model, turn.received_at, turn.attempt_ttft_s)
@@ -251,10 +272,13 @@ class TurnRunner:
             else:
                 now = self._clock()
                 turn.ttft_s, turn.attempt_ttft_s = now - turn.started_s, now - attempt_start
+                turn.overhead_s = self._overhead_s(turn)
                 turn.endpoint, turn.model = endpoint.name, completion.get("model") or endpoint.model
                 turn.usage, turn.status, turn.http_status = Usage.from_dict(completion.get("usage")), "ok", 200
                 turn.text = _completion_text(completion)
                 self._attempt(turn, endpoint.name, attempt_start, OutcomeKind.OK)
+                if turn.request.cache_key and self._cache_put:
+                    turn.cache_entry = entry_from_completion(completion, endpoint=endpoint.name, provider=endpoint.provider)
                 head = TurnHead(endpoint.name, endpoint.provider, turn.model, turn.received_at, turn.attempt_ttft_s)
                 return head, payload
             self._attempt(turn, endpoint.name, attempt_start, outcome_kind_of(error), error)
@@ -284,6 +308,15 @@ class TurnRunner:
             )
         )
 
+    def _overhead_s(self, turn: _Turn) -> float:
+        """Time the router itself spent before the first token left the caller:
+        from the ingress receiving the turn, less the upstream's own time (the
+        failed attempts and the served attempt's time to first token). The
+        trip back out through the ingress is not in it (the ingress's
+        ``server-timing`` header shows that part)."""
+        upstream_s = sum(a.duration_s for a in turn.attempts) + (turn.attempt_ttft_s or 0.0)
+        return max(0.0, time.time() - turn.request.received_at - upstream_s)
+
     def _cost(self, turn: _Turn) -> TurnCost | None:
         price = self._prices.get(turn.endpoint) if turn.endpoint else None
         if price is None or turn.status != "ok":
@@ -300,6 +333,8 @@ class TurnRunner:
 
     def _finish(self, turn: _Turn) -> None:
         self._report(turn.outcomes)
+        if turn.cache_entry is not None and turn.request.cache_key:
+            self._cache_put(turn.request.cache_key, turn.cache_entry)
         usage = turn.usage
         cost = self._cost(turn)
         endpoint_config = self._endpoints[turn.endpoint][0] if turn.endpoint else None
@@ -325,6 +360,9 @@ class TurnRunner:
                 api_key_id=turn.request.api_key_id,
                 cost_usd=cost.usd if cost else None,
                 cost_estimated=cost.estimated if cost else False,
+                gateway_overhead_s=turn.overhead_s,
+                tags=list(turn.request.tags),
+                messages_json=json.dumps(turn.request.body.get("messages")) if turn.request.store_messages else None,
             )
         )
 

@@ -44,6 +44,7 @@ from router.config_observability import (
 )
 from router.errors import ConfigError, ConfigIssue
 from router.keys.config import AuthConfig
+from router.response_cache.config import CacheConfig
 from router.tags import TAG_PATTERN
 
 __all__ = [
@@ -257,6 +258,9 @@ class RouterConfig(_Frozen):
     # keys at all: an open router (every turn anonymous, admin routes open).
     auth: AuthConfig = AuthConfig()
     metrics: MetricsConfig = MetricsConfig()
+    # Identical requests answered from memory (one actor, shared by every
+    # ingress replica); ``nemo_cache: false`` in a request skips it.
+    cache: CacheConfig = CacheConfig()
 
     @model_validator(mode="after")
     def _globally_unique_endpoints(self) -> "RouterConfig":

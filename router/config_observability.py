@@ -78,6 +78,8 @@ class TurnLogConfig(_Frozen):
     path: str = "./turnlog-data"
     s3: S3Config | None = None
     spool: SpoolConfig = SpoolConfig()
+    # Message contents stay out of the turn log unless this is on (privacy).
+    store_messages: bool = False
     langfuse: LangfuseExportConfig = LangfuseExportConfig()
     datadog: DatadogExportConfig = DatadogExportConfig()
     flush_interval_s: float = Field(default=5.0, gt=0)

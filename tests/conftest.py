@@ -119,8 +119,9 @@ def router_config(sim, turn_log_path: Path) -> dict:
             "xp-gemini": {**failover, "endpoints": [
                 endpoint("xp-ge", sim.root_url("xp-ge"), provider="gemini", model="gemini-2.5-flash", tags=["function-calling"])]},
             "alerting": {**ordered, "endpoints": [endpoint("alert-ep", sim.base_url("alerting"))]},
-            # Priced like the catalog's gpt-4o-mini (a ``catalog:`` endpoint name).
-            "priced": {**ordered, "endpoints": [endpoint("catalog:gpt-4o-mini", sim.base_url("backup"))]},
+            # A catalog model served by the simulator: priced and listed like
+            # the catalog's gpt-4o-mini (a ``catalog:`` endpoint name).
+            "gpt-4o-mini": {**ordered, "endpoints": [endpoint("catalog:gpt-4o-mini", sim.base_url("backup"))]},
             "drops": {**ordered, "endpoints": [endpoint("drop-a", sim.base_url("drop"))]},
             "malformed": {**ordered, "endpoints": [endpoint("malformed-a", sim.base_url("malformed"))]},
             "live": {
@@ -145,6 +146,9 @@ def router_config(sim, turn_log_path: Path) -> dict:
             },
         },
         "turn_log": {"sink": "local", "path": str(turn_log_path), "flush_interval_s": 0.5},
+        # Routing and failover tests repeat identical requests: no cache here
+        # (tests/test_e2e_cache.py runs an app with it on).
+        "cache": {"enabled": False},
         "metrics": {
             "window_s": 60,
             "slot_s": 1,

@@ -55,7 +55,7 @@ def test_cost_of_a_turn_comes_from_catalog_prices_and_usage(router, turn_log_pat
     request_id = f"cost-{uuid.uuid4().hex[:8]}"
     response = httpx.post(
         f"{router}/v1/chat/completions",
-        json={"model": "priced", "messages": [{"role": "user", "content": "one two three four"}]},
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "one two three four"}]},
         headers={"authorization": f"Bearer {TEST_KEY}", "x-request-id": request_id},
         timeout=20,
     )

@@ -36,6 +36,7 @@ def s3_router(router, simulator, tmp_path_factory):
                 "flush_interval_s": 0.3,
             },
             "deployments": {"tracker_name": "nemo-tracker-s3"},
+            "cache": {"enabled": False},
         }
     )
     serve.run(build_app(config), name="nemo-router-s3", route_prefix="/s3")

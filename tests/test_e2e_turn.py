@@ -33,9 +33,15 @@ def text_of(chunks: list) -> str:
 
 def test_health_and_models(client):
     assert client.get("/health").json() == {"status": "ok"}
-    models = client.get("/v1/models").json()
+    response = client.get("/v1/models")
+    models = response.json()
     assert models["object"] == "list"
-    assert "voice-fast" in {m["id"] for m in models["data"]}
+    cards = {m["id"]: m for m in models["data"]}
+    assert "voice-fast" in cards and "nemo" not in cards["voice-fast"]
+    mini = cards["gpt-4o-mini"]["nemo"]  # a catalog model: its catalog fields
+    assert mini["context_window"] > 0 and mini["price_usd_per_mtok"]["input"] > 0 and "function-calling" in mini["tags"]
+    for secret_ish in ("api_key", "OPENAI_API_KEY", "base_url", "127.0.0.1"):
+        assert secret_ish not in response.text
 
 
 def test_streaming_turn_with_plain_httpx(client):

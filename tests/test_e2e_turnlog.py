@@ -20,7 +20,7 @@ def test_every_turn_is_recorded_with_its_fields(client, turn_log_path):
         "POST",
         "/v1/chat/completions",
         json={"model": "voice-fast", "messages": USER, "stream": True},
-        headers={"x-request-id": ids["stream"]},
+        headers={"x-request-id": ids["stream"], "x-nemo-tags": "function-calling"},
     ) as response:
         assert response.headers["x-request-id"] == ids["stream"]
         response.read()
@@ -44,6 +44,10 @@ def test_every_turn_is_recorded_with_its_fields(client, turn_log_path):
     # The client did not ask for usage, but the router did: tokens are logged.
     assert (streamed["prompt_tokens"], streamed["completion_tokens"]) == (3, 12)
     assert streamed["timestamp"].tzinfo is not None
+    assert streamed["tags"] == ["function-calling"]
+    assert 0 <= streamed["gateway_overhead_s"] < 0.5  # the router's own time, not the upstream's
+    assert streamed["messages_json"] is None  # privacy default: no message contents
+    assert streamed["api_key_id"] == "tests" and streamed["cache_hit"] is False
 
     plain = rows[ids["plain"]]
     assert plain["streamed"] is False and plain["completion_tokens"] == 12

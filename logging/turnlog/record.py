@@ -69,3 +69,6 @@ class TurnRecord:
     tags: list[str] = field(default_factory=list)
     cost_usd: float | None = None
     cost_estimated: bool = False
+    gateway_overhead_s: float | None = None
+    cache_hit: bool = False
+    messages_json: str | None = None  # only when turn_log.store_messages is on

@@ -29,6 +29,9 @@ api_key_id              string                                      id (never th
 tags                    list<string>                                free-form tags
 cost_usd                double                                      catalog price x usage; None when unpriced
 cost_estimated          bool                                        tokens estimated (no usage from provider)
+gateway_overhead_s      double                                      router time before the first token left the caller
+cache_hit               bool                                        served from the response cache
+messages_json           string                                      the conversation, only with store_messages (privacy default: off)
 dt                      string ``YYYY-MM-DD``                       partition: UTC date of ``timestamp``
 hour                    string ``HH``                               partition: UTC hour of ``timestamp``
 ======================  ==========================================  ===========================================
@@ -88,6 +91,9 @@ TURN_LOG_SCHEMA: pa.Schema = pa.schema(
         pa.field("tags", pa.list_(pa.string())),
         pa.field("cost_usd", pa.float64()),
         pa.field("cost_estimated", pa.bool_()),
+        pa.field("gateway_overhead_s", pa.float64()),
+        pa.field("cache_hit", pa.bool_()),
+        pa.field("messages_json", pa.string()),
         pa.field("dt", pa.string()),
         pa.field("hour", pa.string()),
     ]
