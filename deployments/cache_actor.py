@@ -9,12 +9,18 @@ starts empty.
 
 from __future__ import annotations
 
+import time
+from datetime import datetime, timezone
+
 import ray
 
 from router.config import RouterConfig
 from router.response_cache import CacheConfig, CachedTurn, ResponseCache
+from turnlog import TurnRecord
 
-__all__ = ["ResponseCacheActor", "CACHE_ACTOR_NAME", "get_or_create_cache_actor"]
+from deployments.named_actor import named_actor
+
+__all__ = ["ResponseCacheActor", "CACHE_ACTOR_NAME", "get_or_create_cache_actor", "cache_hit_record"]
 
 CACHE_ACTOR_NAME = "nemo-response-cache"
 
@@ -45,15 +51,30 @@ class ResponseCacheActor:
 def get_or_create_cache_actor(config: RouterConfig) -> "ray.actor.ActorHandle":
     """The cache for this cluster: created once (sized by ``config.cache``),
     found by name afterwards (an existing actor keeps its first sizes)."""
-    return (
-        ray.remote(ResponseCacheActor)
-        .options(
-            name=CACHE_ACTOR_NAME,
-            namespace=config.deployments.tracker_namespace,
-            lifetime="detached",
-            get_if_exists=True,
-            num_cpus=0,
-            max_restarts=-1,
-        )
-        .remote(config.cache)
+    return named_actor(ResponseCacheActor, CACHE_ACTOR_NAME, config.deployments.tracker_namespace, config.cache)
+
+
+def cache_hit_record(entry: CachedTurn, chat, request_id: str, received_at: float, api_key_id: str | None, tags) -> TurnRecord:
+    """The turn-log record of a turn answered from the cache (no attempts, no cost)."""
+    usage = entry.usage or {}
+    return TurnRecord(
+        request_id=request_id,
+        timestamp=datetime.fromtimestamp(received_at, tz=timezone.utc),
+        model_group=chat.model,
+        endpoint=entry.endpoint,
+        provider=entry.provider,
+        model=entry.completion.get("model"),
+        streamed=chat.stream,
+        status="ok",
+        http_status=200,
+        error_type=None,
+        ttft_s=time.time() - received_at,
+        total_s=time.time() - received_at,
+        prompt_tokens=usage.get("prompt_tokens"),
+        completion_tokens=usage.get("completion_tokens"),
+        total_tokens=usage.get("total_tokens"),
+        api_key_id=api_key_id,
+        tags=list(tags),
+        cost_usd=0.0,
+        cache_hit=True,
     )

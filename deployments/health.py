@@ -24,6 +24,7 @@ from router.providers import codec_for
 from router.outcome import OutcomeKind, outcome_kind_of
 
 from deployments.upstream import resolve_api_keys, translate
+from deployments.named_actor import named_actor
 
 __all__ = ["HealthProber", "start_health_prober", "probe_outcome"]
 
@@ -84,17 +85,6 @@ def start_health_prober(config: RouterConfig, tracker) -> "ray.actor.ActorHandle
     if not any(group.health_check.enabled for group in config.model_groups.values()):
         return None
     options = config.deployments
-    prober = (
-        ray.remote(HealthProber)
-        .options(
-            name=f"{options.tracker_name}-health",
-            namespace=options.tracker_namespace,
-            lifetime="detached",
-            get_if_exists=True,
-            num_cpus=0,
-            max_restarts=-1,
-        )
-        .remote(config, tracker)
-    )
+    prober = named_actor(HealthProber, f"{options.tracker_name}-health", options.tracker_namespace, config, tracker)
     prober.start.remote()
     return prober

@@ -12,10 +12,9 @@ import json
 import logging
 import time
 import uuid
-from datetime import datetime, timezone
 
 import ray
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
 from ray.exceptions import RayError, RayTaskError
@@ -24,7 +23,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from router.catalog import load_catalog, model_card
 from router.config import RouterConfig
 from router.keys import KeyInfo, KeyRing, RateLimited
-from turnlog import TurnRecord
 from turnlog.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from router.errors import InvalidRequest, ModelNotFound, PayloadTooLarge, RouterError, TurnFailed
 from router.openai_wire import parse_chat_request
@@ -33,7 +31,8 @@ from router.routing_state import AttemptPlan, RoutingState, check_eligible
 from router.sse import DONE_DATA, SSEDecoder
 from router.tags import parse_tags
 
-from deployments.cache_actor import CACHE_ACTOR_NAME
+from deployments.cache_actor import CACHE_ACTOR_NAME, cache_hit_record
+from deployments.http_app import openai_api
 from deployments.keystore import KEYSTORE_NAME
 from deployments.turn_runner import TurnFailure, TurnHead, TurnRequest
 
@@ -45,30 +44,7 @@ SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 CACHE_TIMEOUT_S = 0.5
 TRACKER_TIMEOUT_S = 1.0
 
-api = FastAPI(title="nemo-router", docs_url=None, redoc_url=None, openapi_url=None)
-
-
-def _error(error: RouterError, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error.to_openai(), status_code=error.http_status, headers=headers)
-
-
-@api.exception_handler(RouterError)
-async def _router_error(_: Request, error: RouterError) -> JSONResponse:
-    return _error(error, error.headers() if isinstance(error, RateLimited) else None)
-
-
-@api.exception_handler(StarletteHTTPException)
-async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-    kind = "not_found" if exc.status_code == 404 else "method_not_allowed" if exc.status_code == 405 else "http_error"
-    body = {"error": {"message": str(exc.detail), "type": "invalid_request_error", "param": None, "code": kind}}
-    return JSONResponse(body, status_code=exc.status_code)
-
-
-@api.exception_handler(Exception)
-async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected error in the ingress")
-    body = {"error": {"message": "internal router error", "type": "server_error", "param": None, "code": "internal_error"}}
-    return JSONResponse(body, status_code=500)
+api = openai_api()
 
 
 # Helpers come before the class: serve.ingress pickles the class when it is
@@ -106,31 +82,6 @@ def _requested_tags(header: str | None, raw: dict, extra: tuple[str, ...] = ()) 
 def _with_headers(response: Response, headers: dict[str, str]) -> Response:
     response.headers.update(headers)
     return response
-
-
-def _cache_hit_record(entry: CachedTurn, chat, request_id: str, received_at: float, key: KeyInfo, tags) -> TurnRecord:
-    usage = entry.usage or {}
-    return TurnRecord(
-        request_id=request_id,
-        timestamp=datetime.fromtimestamp(received_at, tz=timezone.utc),
-        model_group=chat.model,
-        endpoint=entry.endpoint,
-        provider=entry.provider,
-        model=entry.completion.get("model"),
-        streamed=chat.stream,
-        status="ok",
-        http_status=200,
-        error_type=None,
-        ttft_s=time.time() - received_at,
-        total_s=time.time() - received_at,
-        prompt_tokens=usage.get("prompt_tokens"),
-        completion_tokens=usage.get("completion_tokens"),
-        total_tokens=usage.get("total_tokens"),
-        api_key_id=key.key_id,
-        tags=list(tags),
-        cost_usd=0.0,
-        cache_hit=True,
-    )
 
 
 def _new_request_id() -> str:
@@ -248,7 +199,7 @@ class Ingress:
         """Answer from the cache, and log the turn as a cache hit."""
         completion_id = f"chatcmpl-cache-{uuid.uuid4().hex[:24]}"
         headers = {"x-nemo-cache": "hit", "x-nemo-endpoint": entry.endpoint or "cache"}
-        self._caller.record.remote(_cache_hit_record(entry, chat, request_id, received_at, key, tags))
+        self._caller.record.remote(cache_hit_record(entry, chat, request_id, received_at, key.key_id, tags))
         if chat.stream:
             pieces = replay_sse(entry, chat.include_usage, completion_id=completion_id)
             return StreamingResponse(iter(pieces), media_type="text/event-stream", headers={**SSE_HEADERS, **headers})

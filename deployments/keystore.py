@@ -14,6 +14,7 @@ import ray
 
 from router.config import RouterConfig
 from router.keys import SlidingWindowLimiter
+from deployments.named_actor import named_actor
 
 __all__ = ["KeyStore", "KEYSTORE_NAME", "get_or_create_keystore"]
 
@@ -38,15 +39,4 @@ class KeyStore:
 
 def get_or_create_keystore(config: RouterConfig) -> "ray.actor.ActorHandle":
     """The keystore for this cluster: created once, found by name afterwards."""
-    return (
-        ray.remote(KeyStore)
-        .options(
-            name=KEYSTORE_NAME,
-            namespace=config.deployments.tracker_namespace,
-            lifetime="detached",
-            get_if_exists=True,
-            num_cpus=0,
-            max_restarts=-1,
-        )
-        .remote()
-    )
+    return named_actor(KeyStore, KEYSTORE_NAME, config.deployments.tracker_namespace)

@@ -110,13 +110,9 @@ def get_or_create_metrics_hub(
 ):
     """The hub for this cluster: created once, found by name afterwards (a
     hub that exists keeps the arguments it was created with)."""
-    import ray  # here, so the pure classes above import without Ray
+    from deployments.named_actor import named_actor  # here, so the pure classes above import without Ray
 
-    return (
-        ray.remote(MetricsHub)
-        .options(name=name, namespace=namespace, lifetime="detached", get_if_exists=True, num_cpus=0, max_restarts=-1)
-        .remote(window_s, slot_s, tuple(alert_rules), webhook_url_env, evaluate_interval_s)
-    )
+    return named_actor(MetricsHub, name, namespace, window_s, slot_s, tuple(alert_rules), webhook_url_env, evaluate_interval_s)
 
 
 class MetricsReporter:

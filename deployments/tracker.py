@@ -12,6 +12,7 @@ import ray
 from router.config import RouterConfig
 from router.outcome import AttemptOutcome, OutcomeKind
 from router.routing_state import AttemptPlan, RoutingState
+from deployments.named_actor import named_actor
 
 __all__ = ["LatencyTracker", "get_or_create_tracker"]
 
@@ -42,15 +43,4 @@ class LatencyTracker:
 def get_or_create_tracker(config: RouterConfig) -> "ray.actor.ActorHandle":
     """The tracker for this cluster: created once, found by name afterwards."""
     options = config.deployments
-    return (
-        ray.remote(LatencyTracker)
-        .options(
-            name=options.tracker_name,
-            namespace=options.tracker_namespace,
-            lifetime="detached",
-            get_if_exists=True,
-            num_cpus=0,
-            max_restarts=-1,
-        )
-        .remote(config)
-    )
+    return named_actor(LatencyTracker, options.tracker_name, options.tracker_namespace, config)

@@ -1,0 +1,20 @@
+"""The one way the router's cluster-wide actors are made: named, detached
+(they outlive the driver that created them), restarted by Ray without limit
+when they die, asking for no CPU, and found by name when they already exist
+(so every replica and every redeploy shares the same one)."""
+
+from __future__ import annotations
+
+import ray
+
+__all__ = ["named_actor"]
+
+
+def named_actor(cls: type, name: str, namespace: str, *args) -> "ray.actor.ActorHandle":
+    """The actor ``name`` in ``namespace``, created from ``cls(*args)`` if it
+    does not exist yet (an existing one keeps the arguments it was made with)."""
+    return (
+        ray.remote(cls)
+        .options(name=name, namespace=namespace, lifetime="detached", get_if_exists=True, num_cpus=0, max_restarts=-1)
+        .remote(*args)
+    )
