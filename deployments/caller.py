@@ -70,13 +70,6 @@ class ProviderCaller:
         and metrics of this replica."""
         self._emit(record)
 
-    def flush_turn_log(self) -> dict:
-        """Write buffered turn records now (tests, graceful shutdown)."""
-        if self._writer is None:
-            return {}
-        self._writer.flush()
-        return self._writer.stats()
-
     def __del__(self):
         metrics = getattr(self, "_metrics", None)
         if metrics is not None:

@@ -192,40 +192,14 @@ class TurnRunner:
             else:
                 request = {**turn.request.body, "messages": continuation_messages(turn.request.body["messages"], sent_text)}
                 relay = ContinuationRelay(watch, Seam(sent_text), chunk_id)
-            streaming = False
-            loop = asyncio.get_running_loop()
+            streaming = False  # did this attempt reach the client?
+            attempt = self._stream_attempt(turn, endpoint, codec, timeouts, deadline_s, relay, request, attempt_start)
             try:
-                body = _request_body(codec, request, endpoint, stream=True)
-                try:
-                    # One timer: the first-token deadline until the first token
-                    # (covering connect, headers and preamble), then the turn's.
-                    async with asyncio.timeout(min(timeouts.first_token_s, deadline_s - self._clock())) as deadline:
-                        async with self._pool.open(endpoint, codec, body, timeouts, stream=True) as response:
-                            chunks = self._pool.chunks(response, endpoint.name)
-                            if not codec.passthrough:
-                                chunks = _as_openai_sse(chunks, codec.stream_translator(endpoint.model, endpoint=endpoint.name))
-                            first = await _read_to_first_content(chunks, relay)
-                            deadline.reschedule(loop.time() + max(0.0, deadline_s - self._clock()))
-                            streaming = True
-                            if sent_text is None:
-                                now = self._clock()
-                                turn.ttft_s, turn.attempt_ttft_s = now - turn.started_s, now - attempt_start
-                                turn.overhead_s = self._overhead_s(turn)
-                                turn.model = watch.model or endpoint.model
-                                chunk_id = watch.chunk_id
-                                yield TurnHead(endpoint.name, endpoint.provider, turn.model, turn.received_at, turn.attempt_ttft_s)
-                            turn.endpoint = endpoint.name
-                            if first:
-                                yield first
-                            async for raw in chunks:
-                                out = relay.feed(raw)
-                                if out:
-                                    yield out
-                            if not watch.done:
-                                raise UpstreamDisconnected("upstream stream ended before [DONE]", endpoint=endpoint.name)
-                except TimeoutError as exc:
-                    message = "turn deadline reached" if streaming else "no first token before the first-token deadline"
-                    raise UpstreamTimeout(message, endpoint=endpoint.name) from exc
+                async for item in attempt:
+                    streaming = True
+                    if isinstance(item, TurnHead):
+                        chunk_id = watch.chunk_id
+                    yield item
             except UpstreamError as error:
                 self._attempt(turn, endpoint.name, attempt_start, outcome_kind_of(error), error)
                 errors.append(error)
@@ -239,6 +213,8 @@ class TurnRunner:
             except (asyncio.CancelledError, GeneratorExit):
                 self._attempt(turn, endpoint.name, attempt_start, OutcomeKind.CANCELLED)
                 raise
+            finally:
+                await attempt.aclose()  # closes the upstream connection now, not at GC
             self._attempt(turn, endpoint.name, attempt_start, OutcomeKind.OK)
             turn.usage, turn.status, turn.http_status = watch.usage, "ok", 200
             turn.text = (sent_text or "") + relay.forwarded_text
@@ -251,6 +227,43 @@ class TurnRunner:
         turn.http_status, turn.error_type = 200, type(last).__name__
         yield encode_json(last.to_openai())
         yield DONE_EVENT
+
+    async def _stream_attempt(self, turn: _Turn, endpoint, codec, timeouts, deadline_s: float, relay, request: dict, attempt_start: float):
+        """One endpoint's stream: ``TurnHead`` first if this is the turn's first
+        stream, then the bytes to forward. Raises ``UpstreamError``."""
+        watch = relay.watch
+        body = _request_body(codec, request, endpoint, stream=True)
+        loop = asyncio.get_running_loop()
+        streaming = False
+        try:
+            # One timer: the first-token deadline until the first token
+            # (covering connect, headers and preamble), then the turn's.
+            async with asyncio.timeout(min(timeouts.first_token_s, deadline_s - self._clock())) as deadline:
+                async with self._pool.open(endpoint, codec, body, timeouts, stream=True) as response:
+                    chunks = self._pool.chunks(response, endpoint.name)
+                    if not codec.passthrough:
+                        chunks = _as_openai_sse(chunks, codec.stream_translator(endpoint.model, endpoint=endpoint.name))
+                    first = await _read_to_first_content(chunks, relay)
+                    deadline.reschedule(loop.time() + max(0.0, deadline_s - self._clock()))
+                    streaming = True
+                    if turn.endpoint is None:
+                        now = self._clock()
+                        turn.ttft_s, turn.attempt_ttft_s = now - turn.started_s, now - attempt_start
+                        turn.overhead_s = self._overhead_s(turn)
+                        turn.model = watch.model or endpoint.model
+                        yield TurnHead(endpoint.name, endpoint.provider, turn.model, turn.received_at, turn.attempt_ttft_s)
+                    turn.endpoint = endpoint.name
+                    if first:
+                        yield first
+                    async for raw in chunks:
+                        out = relay.feed(raw)
+                        if out:
+                            yield out
+                    if not watch.done:
+                        raise UpstreamDisconnected("upstream stream ended before [DONE]", endpoint=endpoint.name)
+        except TimeoutError as exc:
+            message = "turn deadline reached" if streaming else "no first token before the first-token deadline"
+            raise UpstreamTimeout(message, endpoint=endpoint.name) from exc
 
     async def _complete_turn(self, turn: _Turn) -> tuple[TurnHead, bytes] | TurnFailure:
         errors: list[UpstreamError] = []

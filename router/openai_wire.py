@@ -1,5 +1,6 @@
 """OpenAI's chat-completions wire format: validating requests, preparing the
-upstream body, and classifying upstream error replies.
+upstream body. (Error replies are classified by each provider's codec,
+``router.providers``.)
 
 The request is validated once, on arrival, with a permissive model: the
 fields we act on are type-checked, every other OpenAI parameter (``tools``,
@@ -13,13 +14,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from router.errors import InvalidRequest, UpstreamStatusError
+from router.errors import InvalidRequest
 
 __all__ = [
     "ChatRequest",
     "parse_chat_request",
     "upstream_body",
-    "status_error",
     "parse_retry_after_s",
 ]
 
@@ -100,20 +100,3 @@ def parse_retry_after_s(value: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if seconds >= 0 else None
-
-
-def status_error(status_code: int, body: bytes, retry_after: str | None, endpoint: str) -> UpstreamStatusError:
-    """Classify a non-2xx upstream reply by its status and structured error."""
-    message = f"upstream returned HTTP {status_code}"
-    try:
-        detail = json.loads(body).get("error", {})
-        if isinstance(detail, dict) and isinstance(detail.get("message"), str):
-            message = f"{message}: {detail['message'][:300]}"
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        pass
-    return UpstreamStatusError(
-        message,
-        status_code=status_code,
-        retry_after_s=parse_retry_after_s(retry_after),
-        endpoint=endpoint,
-    )

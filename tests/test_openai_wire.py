@@ -5,7 +5,8 @@ import json
 import pytest
 
 from router.errors import AllAttemptsFailed, InvalidRequest, UpstreamConnectError, UpstreamStatusError, UpstreamTimeout
-from router.openai_wire import parse_chat_request, status_error, upstream_body
+from router.openai_wire import parse_chat_request, upstream_body
+from router.providers import codec_for
 
 
 def body(**fields):
@@ -50,6 +51,10 @@ def test_upstream_body_swaps_model_forces_usage_and_drops_router_fields():
     assert sent["stream_options"] == {"include_usage": True}
     assert "nemo_tags" not in sent
     assert "stream_options" not in json.loads(upstream_body(raw, "gpt-x", stream=False))
+
+
+def status_error(status, body, retry_after, endpoint):
+    return codec_for("openai").error_from_status(status, body, retry_after, endpoint=endpoint)
 
 
 def test_status_classification():
