@@ -286,6 +286,8 @@ class Ingress:
             tags=tags,
             store_messages=self._config.turn_log.store_messages,
             cache_key=cache_key,
+            hedge_after_s=plan.hedge_after_s,
+            request_error_endpoints=plan.request_error_endpoints,
         )
         return turn, plan_s
 

@@ -1,17 +1,22 @@
 """Serving one turn from a plan: try its endpoints in order until one starts
-streaming, forward that stream, and account for the turn.
+streaming (hedging on the next one when the first is slow to its first
+token, if the group asks for it), forward that stream, and account for the
+turn.
 
 ``TurnRunner`` is plain async code, no Ray: the provider-caller deployment
 is a thin shell around it. What crosses back to the ingress is, in order:
 one ``TurnHead`` (or one ``TurnFailure`` if no endpoint could start), then
 the stream's bytes, unchanged from upstream except for the usage-only chunk
-the client did not ask for. Failover happens only before the first byte is
-forwarded; after that, a failure ends the stream with an SSE error event.
+the client did not ask for. Before the first byte is forwarded a failed attempt
+just moves on; after it, the group's ``midstream`` policy either carries the
+turn over to the next endpoint (spliced, ``ContinuationRelay``) or ends the
+stream with an SSE error event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -30,6 +35,8 @@ from router.errors import (
     UpstreamTimeout,
 )
 from router.continuation import Seam, continuation_messages
+from router.hedge import HedgeBudget
+from router.plan_walk import Candidate, PlanWalk
 from router.providers import ProviderCodec, TranslatedStream, codec_for
 from router.providers.chunks import usage_dict
 from router.response_cache import CachedTurn, TurnRecorder, entry_from_completion
@@ -79,6 +86,8 @@ class TurnRequest:
     tags: tuple[str, ...] = ()  # the tags the turn asked for
     store_messages: bool = False  # copy the conversation into the turn log (off: privacy)
     cache_key: str | None = None  # fill the response cache under this key when the turn ends well
+    hedge_after_s: float | None = None  # the plan's hedge delay (None: no hedge)
+    request_error_endpoints: tuple[str, ...] = ()  # where a request the upstream rejects goes next
 
 
 @dataclass(slots=True)
@@ -101,6 +110,24 @@ class _Turn:
     text: str = ""  # the reply the client got (for a cost estimate without usage)
     overhead_s: float | None = None  # router time before the first token left the caller
     cache_entry: CachedTurn | None = None  # the non-streaming reply, for the response cache
+    errors: list[UpstreamError] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # parameters a provider dropped or changed
+    hedged: bool = False
+    lost_race: set[int] = field(default_factory=set)  # attempt indexes cancelled by a hedge's winner
+    losers: list[asyncio.Task] = field(default_factory=list)  # their tasks, settled before the record
+
+
+@dataclass(slots=True)
+class _OpenAttempt:
+    """An attempt that has its first content token and an open stream."""
+
+    candidate: Candidate
+    relay: PassThroughRelay | ContinuationRelay
+    start_s: float
+    stack: contextlib.AsyncExitStack  # holds the upstream response open
+    chunks: AsyncIterator[bytes]
+    first: bytes  # what arrived up to and with the first content token
+    ttft_s: float  # from the attempt's start
 
 
 class TurnRunner:
@@ -126,6 +153,10 @@ class TurnRunner:
             for endpoint in group.endpoints
         }
         self._codecs = {name: codec_for(endpoint.provider) for name, (endpoint, _) in self._endpoints.items()}
+        # Per group, this replica's hedge budget (groups without hedging have none).
+        self._hedge_budgets = {
+            name: HedgeBudget(group.hedge.max_share) for name, group in config.model_groups.items() if group.hedge is not None
+        }
         self._pool = pool
         self._report = report
         self._emit_record = emit_record
@@ -150,6 +181,8 @@ class TurnRunner:
                 usage = turn.usage
                 usage_map = usage_dict(usage.prompt_tokens or 0, usage.completion_tokens or 0) if usage else None
                 turn.cache_entry = recorder.finish(usage=usage_map, endpoint=turn.endpoint)
+            if turn.losers:  # cancelled at once; long settled by now, but their outcomes belong to this turn
+                await asyncio.gather(*turn.losers, return_exceptions=True)
             self._finish(turn)
 
     async def complete(self, request: TurnRequest) -> tuple[TurnHead, bytes] | TurnFailure:
@@ -163,117 +196,201 @@ class TurnRunner:
         finally:
             self._finish(turn)
 
-    def _candidates(self, turn: _Turn):
-        """The plan's endpoints, each with its own group's timeouts, within
-        the requested group's turn deadline and attempt bound."""
-        requested = self._config.model_groups[turn.request.group]
-        deadline_s = turn.started_s + requested.timeouts.total_s
-        for name in turn.request.endpoints[: turn.request.max_attempts]:
-            if self._clock() >= deadline_s:
-                return
-            endpoint, timeouts = self._endpoints[name]
-            yield endpoint, timeouts, deadline_s
+    def _walk(self, turn: _Turn) -> PlanWalk:
+        request = turn.request
+        total_s = self._config.model_groups[request.group].timeouts.total_s
+        return PlanWalk(
+            request.endpoints,
+            request.max_attempts,
+            turn.started_s + total_s,
+            self._endpoints,
+            request_error_endpoints=request.request_error_endpoints,
+            clock=self._clock,
+        )
 
     async def _stream_turn(self, turn: _Turn):
         """Walk the plan. Before the first token, a failed attempt just moves
-        on; after it, the group's ``midstream`` policy decides: carry the turn
-        over to the next endpoint and splice, or end with an SSE error."""
-        errors: list[UpstreamError] = []
+        on (hedged, if the group says so); after it, the group's ``midstream``
+        policy decides: carry the turn over to the next endpoint and splice,
+        or end with an SSE error."""
         group = self._config.model_groups[turn.request.group]
+        walk = self._walk(turn)
+        budget = self._hedge_budgets.get(turn.request.group)
+        if budget is not None:
+            budget.turn()
         sent_text: str | None = None  # what the client has heard, once streaming
         chunk_id: str | None = None
-        for endpoint, timeouts, deadline_s in self._candidates(turn):
-            attempt_start = self._clock()
-            watch = StreamWatch(endpoint.name, forward_usage=turn.request.include_usage)
-            codec = self._codecs[endpoint.name]
-            if sent_text is None:
-                request = turn.request.body
-                relay: PassThroughRelay | ContinuationRelay = PassThroughRelay(watch)
-            else:
-                request = {**turn.request.body, "messages": continuation_messages(turn.request.body["messages"], sent_text)}
-                relay = ContinuationRelay(watch, Seam(sent_text), chunk_id)
-            streaming = False  # did this attempt reach the client?
-            attempt = self._stream_attempt(turn, endpoint, codec, timeouts, deadline_s, relay, request, attempt_start)
+        while (candidate := walk.next()) is not None:
             try:
-                async for item in attempt:
-                    streaming = True
-                    if isinstance(item, TurnHead):
-                        chunk_id = watch.chunk_id
-                    yield item
+                if sent_text is None:
+                    attempt = await self._first_token(turn, candidate, walk, budget)
+                else:
+                    relay = ContinuationRelay(self._watch(turn, candidate), Seam(sent_text), chunk_id)
+                    request = {**turn.request.body, "messages": continuation_messages(turn.request.body["messages"], sent_text)}
+                    attempt = await self._open(turn, candidate, relay, request)
             except UpstreamError as error:
-                self._attempt(turn, endpoint.name, attempt_start, outcome_kind_of(error), error)
-                errors.append(error)
-                if streaming or sent_text is not None:
-                    sent_text = (sent_text or "") + relay.forwarded_text
-                    if group.midstream == "error" or watch.saw_tool_calls:
-                        break
-                elif not error.retryable:
+                if sent_text is None and not walk.after_failure(error):
                     break
                 continue
-            except (asyncio.CancelledError, GeneratorExit):
-                self._attempt(turn, endpoint.name, attempt_start, OutcomeKind.CANCELLED)
-                raise
+            forward = self._forward(turn, attempt)
+            try:
+                async for item in forward:
+                    yield item
+            except UpstreamError:
+                chunk_id = chunk_id or attempt.relay.watch.chunk_id
+                sent_text = (sent_text or "") + attempt.relay.forwarded_text
+                if group.midstream == "error" or attempt.relay.watch.saw_tool_calls:
+                    break
+                continue
             finally:
-                await attempt.aclose()  # closes the upstream connection now, not at GC
-            self._attempt(turn, endpoint.name, attempt_start, OutcomeKind.OK)
-            turn.usage, turn.status, turn.http_status = watch.usage, "ok", 200
-            turn.text = (sent_text or "") + relay.forwarded_text
+                await forward.aclose()  # closes the upstream connection now, not at GC
+            turn.usage, turn.status, turn.http_status = attempt.relay.watch.usage, "ok", 200
+            turn.text = (sent_text or "") + attempt.relay.forwarded_text
             return
         if sent_text is None:
-            yield self._fail(turn, errors)
+            yield self._fail(turn)
             return
         # The stream had started: end it cleanly with an error event.
-        last = errors[-1]
+        last = turn.errors[-1]
         turn.http_status, turn.error_type = 200, type(last).__name__
         yield encode_json(last.to_openai())
         yield DONE_EVENT
 
-    async def _stream_attempt(self, turn: _Turn, endpoint, codec, timeouts, deadline_s: float, relay, request: dict, attempt_start: float):
-        """One endpoint's stream: ``TurnHead`` first if this is the turn's first
-        stream, then the bytes to forward. Raises ``UpstreamError``."""
-        watch = relay.watch
-        body = _request_body(codec, request, endpoint, stream=True)
-        loop = asyncio.get_running_loop()
-        streaming = False
+    def _watch(self, turn: _Turn, candidate: Candidate) -> StreamWatch:
+        return StreamWatch(candidate.endpoint.name, forward_usage=turn.request.include_usage)
+
+    async def _first_token(self, turn: _Turn, candidate: Candidate, walk: PlanWalk, budget: HedgeBudget | None) -> _OpenAttempt:
+        """Open ``candidate`` and wait for its first token. With a hedge delay
+        in the plan and room in the budget, a candidate with no first token
+        by then gets the next one started beside it: the first to produce a
+        content token wins, the other is cancelled at once. Raises the last
+        ``UpstreamError`` if every attempt started here failed."""
+        body = turn.request.body
+        hedge_after_s = turn.request.hedge_after_s
+        if budget is None or hedge_after_s is None:
+            return await self._open(turn, candidate, PassThroughRelay(self._watch(turn, candidate)), body)
+        racers: dict[asyncio.Task, Candidate] = {}
+
+        def start(c: Candidate) -> None:
+            racers[asyncio.ensure_future(self._open(turn, c, PassThroughRelay(self._watch(turn, c)), body))] = c
+
+        start(candidate)
+        done, _ = await asyncio.wait(racers, timeout=hedge_after_s)
+        if not done and budget.try_hedge() and (second := walk.next()) is not None:
+            turn.hedged = True
+            start(second)
+        errors: list[UpstreamError] = []
+        won = False
         try:
-            # One timer: the first-token deadline until the first token
-            # (covering connect, headers and preamble), then the turn's.
-            async with asyncio.timeout(min(timeouts.first_token_s, deadline_s - self._clock())) as deadline:
-                async with self._pool.open(endpoint, codec, body, timeouts, stream=True) as response:
-                    chunks = self._pool.chunks(response, endpoint.name)
-                    if not codec.passthrough:
-                        chunks = _as_openai_sse(chunks, codec.stream_translator(endpoint.model, endpoint=endpoint.name))
-                    first = await _read_to_first_content(chunks, relay)
-                    deadline.reschedule(loop.time() + max(0.0, deadline_s - self._clock()))
-                    streaming = True
-                    if turn.endpoint is None:
-                        now = self._clock()
-                        turn.ttft_s, turn.attempt_ttft_s = now - turn.started_s, now - attempt_start
-                        turn.overhead_s = self._overhead_s(turn)
-                        turn.model = watch.model or endpoint.model
-                        yield TurnHead(endpoint.name, endpoint.provider, turn.model, turn.received_at, turn.attempt_ttft_s)
-                    turn.endpoint = endpoint.name
-                    if first:
-                        yield first
-                    async for raw in chunks:
-                        out = relay.feed(raw)
-                        if out:
-                            yield out
-                    if not watch.done:
-                        raise UpstreamDisconnected("upstream stream ended before [DONE]", endpoint=endpoint.name)
+            while racers:
+                done, _ = await asyncio.wait(racers, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    del racers[task]
+                    error = task.exception()
+                    if error is None:
+                        won = True
+                        return task.result()  # every other racer is cancelled below
+                    if not isinstance(error, UpstreamError):
+                        raise error
+                    errors.append(error)
+            # Every racer failed: the turn goes on as after any failure, and a
+            # request fault (not retryable) decides where.
+            raise next((e for e in errors if not e.retryable), errors[-1])
+        finally:
+            for task, racer in racers.items():
+                if won:
+                    turn.lost_race.add(racer.index)
+                if task.done() and not task.cancelled() and task.exception() is None:
+                    turn.losers.append(asyncio.ensure_future(self._discard(turn, task.result())))
+                else:
+                    task.cancel()
+                    turn.losers.append(task)
+
+    async def _discard(self, turn: _Turn, attempt: _OpenAttempt) -> None:
+        """Close a hedge racer that got its first token just after the winner."""
+        await attempt.stack.aclose()
+        self._attempt(turn, attempt.candidate, attempt.start_s, OutcomeKind.CANCELLED, ttft_s=attempt.ttft_s)
+
+    async def _open(self, turn: _Turn, candidate: Candidate, relay, request: dict) -> _OpenAttempt:
+        """Send ``request`` to one endpoint and read up to its first content
+        token, within the first-token deadline (which covers connect, headers
+        and any preamble). A failure is recorded and raised as ``UpstreamError``;
+        on cancellation (a lost hedge race, a gone client) the connection is
+        closed before this returns."""
+        endpoint, codec = candidate.endpoint, self._codecs[candidate.endpoint.name]
+        start_s = self._clock()
+        stack = contextlib.AsyncExitStack()
+        try:
+            body = self._request_body(turn, codec, request, endpoint, stream=True)
+            async with asyncio.timeout(min(candidate.timeouts.first_token_s, candidate.deadline_s - start_s)):
+                response = await stack.enter_async_context(self._pool.open(endpoint, codec, body, candidate.timeouts, stream=True))
+                chunks = self._pool.chunks(response, endpoint.name)
+                if not codec.passthrough:
+                    chunks = _as_openai_sse(chunks, codec.stream_translator(endpoint.model, endpoint=endpoint.name))
+                first = await _read_to_first_content(chunks, relay)
         except TimeoutError as exc:
-            message = "turn deadline reached" if streaming else "no first token before the first-token deadline"
-            raise UpstreamTimeout(message, endpoint=endpoint.name) from exc
+            await stack.aclose()
+            error = UpstreamTimeout("no first token before the first-token deadline", endpoint=endpoint.name)
+            self._attempt(turn, candidate, start_s, OutcomeKind.TIMEOUT, error)
+            raise error from exc
+        except UpstreamError as error:
+            await stack.aclose()
+            self._attempt(turn, candidate, start_s, outcome_kind_of(error), error)
+            raise
+        except BaseException:
+            await stack.aclose()
+            # A hedge's loser had no first token in all this time: a lower
+            # bound of its TTFT, which is the signal routing should see.
+            lower_bound_s = self._clock() - start_s if candidate.index in turn.lost_race else None
+            self._attempt(turn, candidate, start_s, OutcomeKind.CANCELLED, ttft_s=lower_bound_s)
+            raise
+        return _OpenAttempt(candidate, relay, start_s, stack, chunks, first, self._clock() - start_s)
+
+    async def _forward(self, turn: _Turn, attempt: _OpenAttempt):
+        """The opened attempt's stream: ``TurnHead`` first if this is the
+        turn's first stream, then the bytes to forward, within the turn's
+        deadline. Records the attempt; a failure raises ``UpstreamError``."""
+        candidate, relay = attempt.candidate, attempt.relay
+        endpoint = candidate.endpoint
+        loop = asyncio.get_running_loop()
+        try:
+            async with attempt.stack, asyncio.timeout_at(loop.time() + max(0.0, candidate.deadline_s - self._clock())):
+                if turn.endpoint is None:
+                    turn.ttft_s, turn.attempt_ttft_s = self._clock() - turn.started_s, attempt.ttft_s
+                    turn.overhead_s = self._overhead_s(turn)
+                    turn.model = relay.watch.model or endpoint.model
+                    yield TurnHead(endpoint.name, endpoint.provider, turn.model, turn.received_at, attempt.ttft_s)
+                turn.endpoint = endpoint.name
+                if attempt.first:
+                    yield attempt.first
+                async for raw in attempt.chunks:
+                    out = relay.feed(raw)
+                    if out:
+                        yield out
+                if not relay.watch.done:
+                    raise UpstreamDisconnected("upstream stream ended before [DONE]", endpoint=endpoint.name)
+        except TimeoutError as exc:
+            error = UpstreamTimeout("turn deadline reached", endpoint=endpoint.name)
+            self._attempt(turn, candidate, attempt.start_s, OutcomeKind.TIMEOUT, error)
+            raise error from exc
+        except UpstreamError as error:
+            self._attempt(turn, candidate, attempt.start_s, outcome_kind_of(error), error)
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            self._attempt(turn, candidate, attempt.start_s, OutcomeKind.CANCELLED)
+            raise
+        self._attempt(turn, candidate, attempt.start_s, OutcomeKind.OK, ttft_s=attempt.ttft_s)
 
     async def _complete_turn(self, turn: _Turn) -> tuple[TurnHead, bytes] | TurnFailure:
-        errors: list[UpstreamError] = []
-        for endpoint, timeouts, deadline_s in self._candidates(turn):
+        walk = self._walk(turn)
+        while (candidate := walk.next()) is not None:
+            endpoint = candidate.endpoint
             codec = self._codecs[endpoint.name]
-            attempt_start = self._clock()
+            start_s = self._clock()
             try:
-                body = _request_body(codec, turn.request.body, endpoint, stream=False)
-                async with asyncio.timeout(max(0.0, deadline_s - self._clock())):
-                    async with self._pool.open(endpoint, codec, body, timeouts, stream=False) as response:
+                body = self._request_body(turn, codec, turn.request.body, endpoint, stream=False)
+                async with asyncio.timeout(max(0.0, candidate.deadline_s - start_s)):
+                    async with self._pool.open(endpoint, codec, body, candidate.timeouts, stream=False) as response:
                         payload = await response.aread()
                 completion = codec.parse_response(payload, endpoint=endpoint.name)
                 if not codec.passthrough:
@@ -284,40 +401,64 @@ class TurnRunner:
                 error = exc
             else:
                 now = self._clock()
-                turn.ttft_s, turn.attempt_ttft_s = now - turn.started_s, now - attempt_start
+                turn.ttft_s, turn.attempt_ttft_s = now - turn.started_s, now - start_s
                 turn.overhead_s = self._overhead_s(turn)
                 turn.endpoint, turn.model = endpoint.name, completion.get("model") or endpoint.model
                 turn.usage, turn.status, turn.http_status = Usage.from_dict(completion.get("usage")), "ok", 200
                 turn.text = _completion_text(completion)
-                self._attempt(turn, endpoint.name, attempt_start, OutcomeKind.OK)
+                self._attempt(turn, candidate, start_s, OutcomeKind.OK, ttft_s=turn.attempt_ttft_s)
                 if turn.request.cache_key and self._cache_put:
                     turn.cache_entry = entry_from_completion(completion, endpoint=endpoint.name, provider=endpoint.provider)
                 head = TurnHead(endpoint.name, endpoint.provider, turn.model, turn.received_at, turn.attempt_ttft_s)
                 return head, payload
-            self._attempt(turn, endpoint.name, attempt_start, outcome_kind_of(error), error)
-            errors.append(error)
-            if not error.retryable:
+            self._attempt(turn, candidate, start_s, outcome_kind_of(error), error)
+            if not walk.after_failure(error):
                 break
-        return self._fail(turn, errors)
+        return self._fail(turn)
 
-    def _fail(self, turn: _Turn, errors: list[UpstreamError]) -> TurnFailure:
-        failure = AllAttemptsFailed(errors)
+    def _request_body(self, turn: _Turn, codec: ProviderCodec, request: dict[str, Any], endpoint: EndpointConfig, *, stream: bool) -> bytes:
+        """The provider's body for this attempt, its notes (dropped or changed
+        parameters) kept for the turn record; a request this provider cannot
+        express fails this link only (another provider may serve it)."""
+        try:
+            body, notes = codec.request_body(request, endpoint.model, stream)
+        except InvalidRequest as exc:
+            raise UpstreamCannotServe(f"{endpoint.provider}: {exc.message}", endpoint=endpoint.name) from exc
+        for note in notes:
+            if note not in turn.notes:
+                turn.notes.append(note)
+        return body
+
+    def _fail(self, turn: _Turn) -> TurnFailure:
+        failure = AllAttemptsFailed(turn.errors)
         turn.http_status, turn.error_type = failure.http_status, type(failure).__name__
         return TurnFailure(failure.http_status, failure.to_openai())
 
-    def _attempt(self, turn: _Turn, endpoint: str, start_s: float, kind: OutcomeKind, error: UpstreamError | None = None) -> None:
+    def _attempt(
+        self,
+        turn: _Turn,
+        candidate: Candidate,
+        start_s: float,
+        kind: OutcomeKind,
+        error: UpstreamError | None = None,
+        *,
+        ttft_s: float | None = None,
+    ) -> None:
         duration_s = self._clock() - start_s
+        endpoint = candidate.endpoint.name
         http_status = getattr(error, "status_code", None) if error else (200 if kind is OutcomeKind.OK else None)
+        if error is not None:
+            turn.errors.append(error)
         turn.attempts.append(AttemptRecord(endpoint, kind.value, duration_s, http_status))
         turn.outcomes.append(
             AttemptOutcome(
                 endpoint,
                 kind,
                 duration_s,
-                ttft_s=turn.attempt_ttft_s if kind is OutcomeKind.OK else None,
+                ttft_s=ttft_s,
                 http_status=http_status,
                 retry_after_s=getattr(error, "retry_after_s", None),
-                fallback=bool(turn.outcomes),
+                fallback=candidate.index > 0,
             )
         )
 
@@ -376,6 +517,8 @@ class TurnRunner:
                 gateway_overhead_s=turn.overhead_s,
                 tags=list(turn.request.tags),
                 messages_json=json.dumps(turn.request.body.get("messages")) if turn.request.store_messages else None,
+                hedged=turn.hedged,
+                request_notes=list(turn.notes),
             )
         )
 
@@ -398,16 +541,6 @@ async def _read_to_first_content(chunks: AsyncIterator[bytes], relay) -> bytes:
 def _completion_text(completion: dict[str, Any]) -> str:
     choices = completion.get("choices") or [{}]
     return (choices[0].get("message") or {}).get("content") or ""
-
-
-def _request_body(codec: ProviderCodec, request: dict[str, Any], endpoint: EndpointConfig, *, stream: bool) -> bytes:
-    """The provider's body for this attempt; a request this provider cannot
-    express fails this link only (another provider may serve it)."""
-    try:
-        body, _notes = codec.request_body(request, endpoint.model, stream)
-    except InvalidRequest as exc:
-        raise UpstreamCannotServe(f"{endpoint.provider}: {exc.message}", endpoint=endpoint.name) from exc
-    return body
 
 
 async def _as_openai_sse(chunks: AsyncIterator[bytes], translator) -> AsyncIterator[bytes]:

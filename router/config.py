@@ -16,6 +16,8 @@ Shape::
         breaker: {consecutive_failures, error_rate, window_s, min_requests,
                   cooldown_s, max_cooldown_s}
         health_check: {enabled, interval_s, timeout_s}
+        hedge: {delay_s, min_delay_s, max_share}      # optional
+        fallbacks: [other groups]; request_error_fallback: group
         endpoints:
           - {name, provider, base_url, model, api_key_env, tags, weight}
     turn_log:     {sink: local, path, flush_interval_s, flush_max_records}
@@ -54,6 +56,7 @@ __all__ = [
     "LatencyConfig",
     "BreakerConfig",
     "HealthCheckConfig",
+    "HedgeConfig",
     "ModelGroupConfig",
     "ServerConfig",
     "TurnLogConfig",
@@ -192,6 +195,26 @@ class HealthCheckConfig(_Frozen):
         return self
 
 
+class HedgeConfig(_Frozen):
+    """Hedged first token: when the first endpoint has sent no content token
+    after the hedge delay, the next endpoint of the plan starts beside it; the
+    first to send a content token serves the turn and the other is cancelled
+    at once (connection closed, in-flight count released).
+
+    ``delay_s``: the hedge delay in seconds; None (default) means the first
+    endpoint's recent p95 time to first token as the tracker sees it (no
+    hedge until it has samples), never below ``min_delay_s`` (default 0.05).
+    ``max_share``: at most this share of a caller replica's recent turns of
+    the group are hedged (default 0.1, over the last 100 turns), so a slow
+    provider cannot double the load on the others. Streaming turns only: a
+    non-streaming turn has no first token to race for.
+    """
+
+    delay_s: float | None = Field(default=None, gt=0)
+    min_delay_s: float = Field(default=0.05, gt=0)
+    max_share: float = Field(default=0.1, gt=0, le=1)
+
+
 class ModelGroupConfig(_Frozen):
     """A name clients ask for, served by one or more endpoints.
 
@@ -212,6 +235,12 @@ class ModelGroupConfig(_Frozen):
     # next endpoint of the plan and splice (``continue``), or end the stream
     # with an SSE error event (``error``). Turns with tool calls never continue.
     midstream: Literal["continue", "error"] = "continue"
+    # A 4xx caused by the request itself (bad parameters, context too long)
+    # is not retried on this chain; it moves to this group instead, if set
+    # (e.g. one with a larger context window), for at least one attempt.
+    request_error_fallback: str | None = None
+    # Hedged first token (None: off).
+    hedge: HedgeConfig | None = None
     latency: LatencyConfig = LatencyConfig()
     breaker: BreakerConfig = BreakerConfig()
     health_check: HealthCheckConfig = HealthCheckConfig()
@@ -292,6 +321,9 @@ class RouterConfig(_Frozen):
                     raise ValueError(f"group {group_name!r} falls back to unknown group {fallback!r}")
             if len(set(group.fallbacks)) != len(group.fallbacks):
                 raise ValueError(f"group {group_name!r} lists a fallback twice")
+            target = group.request_error_fallback
+            if target is not None and (target == group_name or target not in self.model_groups):
+                raise ValueError(f"group {group_name!r}: request_error_fallback {target!r} must name another configured group")
         return self
 
     def endpoint(self, name: str) -> EndpointConfig:

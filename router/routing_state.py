@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from router.config import ModelGroupConfig, RouterConfig
 from router.endpoint_state import EndpointState
 from router.errors import ModelNotFound, NoEligibleEndpoint
+from router.hedge import hedge_delay_s
 from router.outcome import AttemptOutcome, OutcomeKind
 from router.strategies import Strategy, make_strategy
 from router.tags import eligible
@@ -56,11 +57,19 @@ def check_eligible(config: RouterConfig, group: str, required_tags: Iterable[str
 
 @dataclass(slots=True, frozen=True)
 class AttemptPlan:
-    """The endpoints to try for one turn, best first, and the attempt bound."""
+    """The endpoints to try for one turn, best first, and the attempt bound.
+
+    ``hedge_after_s``: seconds to wait for the first endpoint's first token
+    before hedging on the next (None: no hedge; ``router.hedge``).
+    ``request_error_endpoints``: where a turn goes if an upstream rejects
+    the request itself (the group's ``request_error_fallback``, ranked).
+    """
 
     group: str
     endpoints: tuple[str, ...]
     max_attempts: int
+    hedge_after_s: float | None = None
+    request_error_endpoints: tuple[str, ...] = ()
 
 
 class RoutingState:
@@ -110,6 +119,7 @@ class RoutingState:
         its fallbacks) carries the required tags.
         """
         group_config = self._group(group)
+        required_tags = tuple(required_tags)  # read once per group of the chain
         now_s = self._clock()
         ready: list[str] = []
         tripped: list[EndpointState] = []
@@ -129,8 +139,31 @@ class RoutingState:
         endpoints = tuple(ready) + tuple(s.name for s in tripped)
         # The first endpoint is the one the caller will try: count it in
         # flight now, so the next plan sees it without waiting for a report.
-        self._endpoints[endpoints[0]].start(now_s)
-        return AttemptPlan(group, endpoints, min(group_config.max_attempts, len(endpoints)))
+        first = self._endpoints[endpoints[0]]
+        first.start(now_s)
+        hedge_after_s = None
+        if stream and group_config.hedge is not None and len(endpoints) > 1:
+            hedge_after_s = hedge_delay_s(group_config.hedge, first.recent_ttfts)
+        return AttemptPlan(
+            group,
+            endpoints,
+            min(group_config.max_attempts, len(endpoints)),
+            hedge_after_s=hedge_after_s,
+            request_error_endpoints=self._request_error_endpoints(group_config, required_tags, has_tools, now_s, stream),
+        )
+
+    def _request_error_endpoints(self, group_config: ModelGroupConfig, required_tags, has_tools: bool, now_s: float, stream: bool) -> tuple[str, ...]:
+        """The declared group for request faults, ranked like any group (its
+        tripped endpoints last); empty if none is declared or none qualifies."""
+        target = group_config.request_error_fallback
+        if target is None:
+            return ()
+        try:
+            candidates = eligible(target, self._config.model_groups[target].endpoints, required_tags, has_tools=has_tools)
+        except NoEligibleEndpoint:
+            return ()
+        ready, tripped = self._rank_group(target, candidates, now_s, stream)
+        return tuple(ready) + tuple(s.name for s in tripped)
 
     def _rank_group(self, group: str, candidates, now_s: float, stream: bool) -> tuple[list[str], list[EndpointState]]:
         states = [self._endpoints[e.name] for e in candidates]

@@ -3,14 +3,19 @@
 A `Behavior` is an immutable value. Changing a profile at run time means
 building a new `Behavior` with `merge_behavior`, which validates the patch
 the same way the original was validated (unknown keys are errors).
+
+The one random choice, a heavy TTFT tail, is drawn per request by
+`Behavior.first_token_ms`, from a random source passed in or from the
+behaviour's own stream (seeded by `seed`).
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 __all__ = ["Behavior", "FailureMode", "merge_behavior"]
 
@@ -31,12 +36,45 @@ HTTP_FAILURE_STATUS: dict[str, int] = {"http_500": 500, "http_503": 503, "http_4
 object is in the request's format: OpenAI, Anthropic or Gemini)."""
 
 
+class _Draws:
+    """The random stream behind one behaviour's draws.
+
+    Not part of the behaviour's value: pydantic compares private attributes
+    too, and two behaviours with equal fields must stay equal whatever
+    either has drawn so far.
+    """
+
+    __slots__ = ("rng",)
+
+    def __init__(self, seed: int | None) -> None:
+        self.rng = random.Random(seed)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Draws)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 class Behavior(BaseModel):
     """The script a profile follows for each chat completion request.
 
     Attributes:
         ttft_ms: Time from receiving the request to the first content token,
             in milliseconds. Default 50.
+        ttft_tail_ms: The time to first token of a request that falls in
+            the tail, in milliseconds. Default None (no tail).
+        ttft_tail_share: Probability (0..1) that a request's time to first
+            token is `ttft_tail_ms` instead of `ttft_ms`, drawn independently
+            per request: a heavy tail, e.g. `ttft_ms=50, ttft_tail_ms=1500,
+            ttft_tail_share=0.1` for hedging benchmarks. Later tokens keep
+            their interval after it. A share above 0 needs `ttft_tail_ms`.
+            Default 0.
+        seed: Seed of the behaviour's random draws (the TTFT tail), so a
+            profile replays the same sequence of tail and non-tail requests.
+            Every new `Behavior` starts its stream afresh: setting a profile
+            (even one unrelated field) restarts it, and a per-request
+            `x-sim-behavior` override with a seed draws the same value every
+            time. Default None (seeded from the OS).
         token_interval_ms: Gap between consecutive content tokens, in
             milliseconds. Default 5.
         tokens: Number of content tokens (words `w1`, `w2`, ...) when the
@@ -70,6 +108,9 @@ class Behavior(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     ttft_ms: float = Field(default=50.0, ge=0)
+    ttft_tail_ms: float | None = Field(default=None, ge=0)
+    ttft_tail_share: float = Field(default=0.0, ge=0, le=1)
+    seed: int | None = None
     token_interval_ms: float = Field(default=5.0, ge=0)
     tokens: int = Field(default=20, ge=0)
     failure: FailureMode = "none"
@@ -77,6 +118,36 @@ class Behavior(BaseModel):
     retry_after_s: float | None = Field(default=None, ge=0)
     failure_count: int | None = Field(default=None, ge=0)
     tool_call: bool = False
+
+    _draws: _Draws | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _tail_has_a_time(self) -> Behavior:
+        if self.ttft_tail_share > 0 and self.ttft_tail_ms is None:
+            raise ValueError("ttft_tail_share above 0 needs ttft_tail_ms")
+        return self
+
+    def model_post_init(self, context: Any) -> None:
+        # Only a tailed behaviour draws, so only it pays for seeding a stream.
+        # model_copy (the registry using up failure_count) shares the stream.
+        if self.ttft_tail_share > 0:
+            self._draws = _Draws(self.seed)
+
+    def first_token_ms(self, rng: random.Random | None = None) -> float:
+        """One request's time to first token, in milliseconds.
+
+        `ttft_tail_ms` with probability `ttft_tail_share`, else `ttft_ms`.
+        Draws one number from `rng` if given, else from the behaviour's own
+        stream; a share of 0 draws nothing and always gives `ttft_ms`.
+        """
+        if self.ttft_tail_share == 0 or self.ttft_tail_ms is None:
+            return self.ttft_ms
+        source = rng if rng is not None else self._stream()
+        return self.ttft_tail_ms if source.random() < self.ttft_tail_share else self.ttft_ms
+
+    def _stream(self) -> random.Random:
+        assert self._draws is not None  # set by model_post_init for a tailed behaviour
+        return self._draws.rng
 
     @property
     def http_status(self) -> int | None:

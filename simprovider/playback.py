@@ -8,6 +8,8 @@ mid-body (`drop_after`), and waiting for the client to leave (`stall_after`).
 
 Tokens are scheduled at absolute times from the request's arrival
 (`ttft + (i - 1) * interval`), so send latency does not accumulate as drift.
+The TTFT is drawn once per request, when its `Plan` is made (a behaviour
+with a TTFT tail gives some requests `ttft_tail_ms`).
 The script is the same in every wire format; the plan's `WireFormat`
 encodes it (see `formats`).
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.types import Receive, Scope, Send
 
@@ -53,6 +55,8 @@ class Plan:
         arrived_s: Event-loop time (seconds) the request arrived; the
             schedule counts from here.
         wire: The format to answer in. Default OpenAI.
+        ttft_ms: This request's time to first token, in milliseconds, drawn
+            from the behaviour when the plan is made (not an argument).
     """
 
     request: CompletionRequest
@@ -60,6 +64,11 @@ class Plan:
     extra_headers: list[tuple[bytes, bytes]]
     arrived_s: float
     wire: WireFormat = OPENAI
+    ttft_ms: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        # One draw per request, whichever completion class plays it.
+        object.__setattr__(self, "ttft_ms", self.behavior.first_token_ms())
 
     @property
     def n_tokens(self) -> int:
@@ -95,8 +104,7 @@ class Plan:
 
     def token_due_s(self, index: int) -> float:
         """Loop time token `index` (1-based) is due; index 0 is the TTFT."""
-        b = self.behavior
-        offset_ms = b.ttft_ms + max(0, index - 1) * b.token_interval_ms
+        offset_ms = self.ttft_ms + max(0, index - 1) * self.behavior.token_interval_ms
         return self.arrived_s + offset_ms / 1000.0
 
 
@@ -141,7 +149,11 @@ class StreamedCompletion:
         await send(
             {"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + plan.extra_headers}
         )
-        await _sleep_until(plan.token_due_s(0))
+        # A real provider stops working on a request whose client has gone,
+        # even before its first token: watch for that during the wait.
+        await asyncio.wait([disconnected], timeout=max(0.0, plan.token_due_s(0) - asyncio.get_running_loop().time()))
+        if disconnected.done():
+            return
         for event in self._events.start():
             await _body(send, event)
         stop_at = plan.tokens_before_failure

@@ -41,6 +41,10 @@ PROFILES = {
     "xp-an": {"ttft_ms": 10, "token_interval_ms": 2, "tokens": 6},
     "xp-ge": {"ttft_ms": 10, "token_interval_ms": 2, "tokens": 6},
     "alerting": {"ttft_ms": 10, "token_interval_ms": 1, "tokens": 3},
+    # Hedged first token (issue 4): a first endpoint slow to its first token.
+    "hedge-slow": {"ttft_ms": 3000, "token_interval_ms": 2, "tokens": 8},
+    "hedge-fast": {"ttft_ms": 20, "token_interval_ms": 2, "tokens": 8},
+    "notes-an": {"ttft_ms": 10, "token_interval_ms": 2, "tokens": 4},
 }
 
 WEBHOOK_ENV = "NEMO_TEST_ALERT_WEBHOOK_URL"
@@ -119,6 +123,14 @@ def router_config(sim, turn_log_path: Path) -> dict:
             "xp-gemini": {**failover, "endpoints": [
                 endpoint("xp-ge", sim.root_url("xp-ge"), provider="gemini", model="gemini-2.5-flash", tags=["function-calling"])]},
             "alerting": {**ordered, "endpoints": [endpoint("alert-ep", sim.base_url("alerting"))]},
+            "hedged": {
+                **failover,
+                "timeouts": {"first_token_s": 5.0, "total_s": 10},
+                "hedge": {"delay_s": 0.15, "max_share": 1.0},
+                "endpoints": [endpoint("hedge-slow", sim.base_url("hedge-slow")), endpoint("hedge-fast", sim.base_url("hedge-fast"))],
+            },
+            "notes-anthropic": {**ordered, "endpoints": [
+                endpoint("notes-an", sim.root_url("notes-an"), provider="anthropic", model="claude-haiku-4-5")]},
             # A catalog model served by the simulator: priced and listed like
             # the catalog's gpt-4o-mini (a ``catalog:`` endpoint name).
             "gpt-4o-mini": {**ordered, "endpoints": [endpoint("catalog:gpt-4o-mini", sim.base_url("backup"))]},

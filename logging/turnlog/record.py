@@ -72,3 +72,7 @@ class TurnRecord:
     gateway_overhead_s: float | None = None
     cache_hit: bool = False
     messages_json: str | None = None  # only when turn_log.store_messages is on
+    hedged: bool = False  # a second endpoint raced the first for the first token
+    # What a provider adapter dropped or changed in the request (e.g. a
+    # parameter Anthropic has no equivalent for), one note each.
+    request_notes: list[str] = field(default_factory=list)

@@ -32,6 +32,8 @@ cost_estimated          bool                                        tokens estim
 gateway_overhead_s      double                                      router time before the first token left the caller
 cache_hit               bool                                        served from the response cache
 messages_json           string                                      the conversation, only with store_messages (privacy default: off)
+hedged                  bool                                        a second endpoint raced the first for the first token
+request_notes           list<string>                                parameters a provider adapter dropped or changed
 dt                      string ``YYYY-MM-DD``                       partition: UTC date of ``timestamp``
 hour                    string ``HH``                               partition: UTC hour of ``timestamp``
 ======================  ==========================================  ===========================================
@@ -94,6 +96,8 @@ TURN_LOG_SCHEMA: pa.Schema = pa.schema(
         pa.field("gateway_overhead_s", pa.float64()),
         pa.field("cache_hit", pa.bool_()),
         pa.field("messages_json", pa.string()),
+        pa.field("hedged", pa.bool_()),
+        pa.field("request_notes", pa.list_(pa.string())),
         pa.field("dt", pa.string()),
         pa.field("hour", pa.string()),
     ]
