@@ -48,8 +48,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import psutil
@@ -62,6 +62,7 @@ from overhead import free_port, start_router, stop_router, write_config  # noqa:
 from plot import plot_compare  # noqa: E402
 from procstats import ProcessSample, cpu_s_between, memory_mb, sample_tree  # noqa: E402
 
+from router.errors import ConfigError  # noqa: E402
 from simprovider import start_simulator  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -214,6 +215,18 @@ def router_config(directory: Path, provider_url: str, port: int, overrides: dict
     return path
 
 
+def check_variant_configs(variants: list[str]) -> None:
+    """Validate every variant's router YAML before anything starts (a run
+    takes minutes); raises the router's ConfigError."""
+    from router.config import load_config
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for variant in variants:
+            directory = Path(tmp) / variant
+            directory.mkdir()
+            load_config(router_config(directory, "http://127.0.0.1:9/v1", 8000, VARIANTS[variant]), environ={})
+
+
 def _start_router(config_path: Path, port: int, log_path: Path) -> subprocess.Popen:
     # HAProxy's stats and metrics listeners have fixed default ports: taken
     # by any other router (or test) running on this machine.
@@ -243,7 +256,7 @@ def _stop_router_tree(process: subprocess.Popen) -> None:
 
 
 def run(levels: list[tuple[int, int]], variants: list[str], warmup_turns: int) -> dict:
-    started_at = _now()
+    started_at, machine = _now(), machine_info()
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         sim = stack.enter_context(start_simulator({"bench": PROVIDER}))
@@ -263,7 +276,7 @@ def run(levels: list[tuple[int, int]], variants: list[str], warmup_turns: int) -
         "benchmark": "compare",
         "started_at": started_at,
         "finished_at": _now(),
-        "machine": machine_info(),
+        "machine": machine | {"load_avg_1m_end": round(os.getloadavg()[0], 2)},
         "router": {"commit": _git_commit(), "serve_mode": SERVE_MODE, "variants": {v: VARIANTS[v] for v in variants}},
         "litellm": {"version": proxy.version, "workers": 1},
         "provider": PROVIDER,
@@ -399,7 +412,7 @@ def markdown(report: dict, checks: list[dict]) -> str:
         f"over the measured turns, per successful turn, its idle background included (most of it at concurrency 1)."
     )
     for round_ in report["rounds"]:
-        overrides = round_["deployments_overrides"] or "none"
+        overrides = ", ".join(f"{k}: {v}" for k, v in round_["deployments_overrides"].items()) or "none"
         parts += [f"### {round_['variant']} (deployments overrides: {overrides})", table(round_), idle_neighbours(round_)]
     parts.append("\n".join(f"- {'PASS' if c['pass'] else 'FAIL'}: {c['variant']} {c['target']} (measured {c['value']})" for c in checks))
     return "\n\n".join(parts) + "\n"
@@ -446,6 +459,10 @@ def main() -> int:
     variants = args.router_variants.split(",")
     if unknown := [v for v in variants if v not in VARIANTS]:
         parser.error(f"unknown router variant(s) {unknown}; known: {list(VARIANTS)}")
+    try:
+        check_variant_configs(variants)
+    except ConfigError as exc:
+        parser.error(f"--router-variants: {exc}")
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     report = run(levels, variants, args.warmup_turns)
     checks = [check for round_ in report["rounds"] for check in check_targets(round_)]

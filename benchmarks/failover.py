@@ -17,7 +17,8 @@ Both gateways get the same chain in the same order (A -> B -> C, T -> H):
 nemo-router as one model group per endpoint chained by ``fallbacks:``,
 LiteLLM as one model per endpoint chained by its ``fallbacks`` setting; the
 same 1 s first-token deadline, at most 3 attempts per turn, and an
-equivalent breaker / cooldown (see SETTINGS below and the saved report).
+equivalent breaker / cooldown (ROUTER_GROUP, HEDGE, LITELLM_SETTINGS below;
+SETTINGS_NOTES says why, and goes into the saved report).
 Every run gets a fresh gateway process, so breakers and cooldowns never
 carry over; the simulator is shared and reset between runs. Loopback only.
 
@@ -38,6 +39,7 @@ import json
 import os
 import platform
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,7 +54,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from litellm_proxy import litellm_proxy, openai_deployment  # noqa: E402
-from overhead import free_port, start_router, stop_router  # noqa: E402
+from overhead import free_port, stop_router  # noqa: E402
 
 from simprovider import SimulatorProcess, start_simulator  # noqa: E402
 
@@ -62,10 +64,11 @@ WORDS = 20
 WHOLE_TEXT = " ".join(f"w{i}" for i in range(1, WORDS + 1))
 HEALTHY = {"ttft_ms": 50, "token_interval_ms": 5, "tokens": WORDS}
 PROFILES = {name: HEALTHY for name in ("a", "b", "c", "t", "warmup")} | {"h": {**HEALTHY, "ttft_ms": 80}}
-TAIL = {"ttft_tail_ms": 1500, "ttft_tail_share": 0.1, "seed": 7}
+TAIL = {"ttft_tail_ms": 1500, "ttft_tail_share": 0.1, "seed": 3}  # seed 3: 20 tail requests in the first 200
 WARMUP_TURNS = 5
 TURN_TIMEOUT_S = 30.0
 RUN_TIMEOUT_S = 900.0
+ROUTER_START_TIMEOUT_S = 240.0
 
 FIRST_TOKEN_S = 1.0
 MAX_ATTEMPTS = 3
@@ -82,16 +85,28 @@ LITELLM_SETTINGS = {
     "stream_timeout": FIRST_TOKEN_S,  # LiteLLM reads the first chunk before answering: a first-token deadline
     "timeout": 10.0,
     "allowed_fails": 2,  # cooled down on the 3rd failure (within cooldown_time), like 3 consecutive
+    # Without a policy naming the exception type, LiteLLM never cools down a
+    # model that has one deployment and no fallbacks of its own (B, C, H here).
+    "allowed_fails_policy": {
+        f"{kind}ErrorAllowedFails": 2 for kind in ("Timeout", "ServiceUnavailable", "InternalServer", "BadGateway", "RateLimit")
+    },
     "cooldown_time": 5.0,
 }
 SETTINGS_NOTES = [
-    f"nemo-router: one model group per endpoint, the first with `fallbacks:` to the others; every group {json.dumps(ROUTER_GROUP)}; "
-    f"scenario 3 with hedging adds `hedge: {json.dumps(HEDGE)}` to the first group (a fixed delay: with a 10% tail, "
-    "the p95 that `delay_s: null` would use lies inside the tail; max_share above the tail share, so the budget does not cap it).",
-    f"LiteLLM: one model per endpoint, `router_settings` {json.dumps(LITELLM_SETTINGS)} plus `fallbacks: [{{first: [rest]}}]` "
-    "(2 fallbacks + no retries = 3 attempts). Its cooldown counts failures per `cooldown_time` window, not consecutive "
-    "ones, and does not grow on re-opening. It falls back before the first chunk only: a stream that breaks after "
-    "content is not continued. It has no hedging.",
+    "Both gateways: one model (group) per endpoint, chained in failover order (A -> B -> C, T -> H). The issue frames "
+    "it as a chain, and it is the one shape both express alike (nemo-router `fallbacks:`, LiteLLM `fallbacks`), so "
+    "both try the same endpoints in the same order; one group of three would compare load balancers, not failover.",
+    f"nemo-router, every group: {json.dumps(ROUTER_GROUP)}. Hedging on (scenario 3): `hedge: {json.dumps(HEDGE)}` on "
+    "the first group: a fixed delay, since with a 10% tail the p95 that `delay_s: null` would use lies inside the tail; "
+    "max_share above the tail share, so the budget does not cap it.",
+    f"LiteLLM `router_settings`: {json.dumps(LITELLM_SETTINGS)} and `fallbacks: [{{first: [rest]}}]` (2 fallbacks, "
+    "no retries: 3 attempts). `stream_timeout` is a first-token deadline because LiteLLM reads the first chunk before "
+    "answering. Its cooldown counts failures per `cooldown_time` window (not consecutive ones) and does not grow; "
+    "`allowed_fails_policy` names the upstream faults because LiteLLM otherwise never cools down a model with one "
+    "deployment and no fallbacks of its own (B, C, H). It falls back only before the first chunk (no mid-stream "
+    "continuation) and has no hedging.",
+    f"Scenario 3: the 1500 ms tail is past the {FIRST_TOKEN_S:g} s first-token deadline, so without a hedge a tail "
+    "turn is abandoned at the deadline and served by H.",
 ]
 
 
@@ -152,7 +167,7 @@ def router_gateway(scenario: Scenario, sim: SimulatorProcess, directory: Path, h
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     log_path = path.with_suffix(".log")
     try:
-        process = start_router(path, serve_mode, port, log_path)
+        process = _start_router(path, serve_mode, port, log_path)
     except RuntimeError:
         _print_log_tail(log_path)
         raise
@@ -161,6 +176,33 @@ def router_gateway(scenario: Scenario, sim: SimulatorProcess, directory: Path, h
         yield Gateway(name, f"http://{HOST}:{port}/v1", {}, config)
     finally:
         stop_router(process)
+
+
+def _start_router(config_path: Path, serve_mode: str, port: int, log_path: Path) -> subprocess.Popen:
+    """``overhead.start_router``, except that a failure or an interrupt while
+    waiting for ``/health`` stops the process instead of leaving it running."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_")}
+    command = [sys.executable, "-m", "deployments.cli", "run", "--config", str(config_path), "--serve-mode", serve_mode]
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_healthy(process, port, log_path)
+    except BaseException:
+        stop_router(process)
+        raise
+    return process
+
+
+def _wait_healthy(process: subprocess.Popen, port: int, log_path: Path) -> None:
+    deadline_s = time.monotonic() + ROUTER_START_TIMEOUT_S
+    while time.monotonic() < deadline_s:
+        if process.poll() is not None:
+            raise RuntimeError(f"router exited early; see {log_path}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://{HOST}:{port}/health", timeout=2).status_code == 200:
+                return
+        time.sleep(1)
+    raise RuntimeError(f"router did not answer /health in {ROUTER_START_TIMEOUT_S:g} s; see {log_path}")
 
 
 @contextlib.contextmanager
@@ -453,7 +495,10 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=4, help="turns in flight at once (default 4)")
     parser.add_argument("--no-hedge", action="store_true", help="scenario 3 without the hedging-on run")
     parser.add_argument("--no-litellm", action="store_true", help="nemo-router only")
-    parser.add_argument("--serve-mode", default="fast", choices=("fast", "classic"))
+    parser.add_argument(
+        "--serve-mode", default="fast", choices=("fast", "classic"),
+        help="Ray Serve mode (default fast; its HAProxy binds fixed ports, so use classic if another fast-mode router runs here)",
+    )
     parser.add_argument("--out", default="failover", help="results file name under benchmarks/results/")
     args = parser.parse_args()
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
@@ -463,10 +508,16 @@ def _parse_args() -> argparse.Namespace:
     return args
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # A plain `kill` unwinds like Ctrl-C, so every gateway and the simulator
+    # are stopped; a second one must not cut that clean-up short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(143)
+
+
 def main() -> int:
     args = _parse_args()
-    # A plain `kill` unwinds like Ctrl-C, so every gateway and the simulator are stopped.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     results = run_all(args)
     print(write_report(args, results))
     return 0

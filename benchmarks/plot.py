@@ -49,10 +49,10 @@ def plot_compare(report: dict, path: Path) -> None:
     plt.close(figure)
 
 
-def _series(report: dict) -> list[tuple[str, str, dict[int, dict]]]:
-    """(label, color, {concurrency: summary}) per target per round. Direct
-    and LiteLLM are measured in every round; with several rounds their
-    labels say which."""
+def _series(report: dict) -> list[tuple[str, str, str | None, dict[int, dict]]]:
+    """(label, color, hatch, {concurrency: summary}) per target per round.
+    Direct and LiteLLM are measured in every round; with several rounds
+    their labels say which, and later rounds' bars are hatched."""
     rounds, out = report["rounds"], []
     for index, round_ in enumerate(rounds):
         by_target: dict[str, dict[int, dict]] = {}
@@ -62,28 +62,33 @@ def _series(report: dict) -> list[tuple[str, str, dict[int, dict]]]:
         for name, levels in by_target.items():
             label = name if len(rounds) == 1 or name == round_["variant"] else f"{name} ({round_['variant']} round)"
             color = COLORS.get(name) or VARIANT_COLORS[index % len(VARIANT_COLORS)]
-            out.append((label, color, levels))
+            hatch = "//" if index and name in COLORS else None
+            out.append((label, color, hatch, levels))
     return out
 
 
 def _panel(axis, series, concurrencies: list[int], title: str, key: str, p99_key: str | None, scale: float, log: bool) -> None:
     width = 0.8 / len(series)
-    for i, (label, color, levels) in enumerate(series):
+    for i, (label, color, hatch, levels) in enumerate(series):
         xs = [c_index + (i - (len(series) - 1) / 2) * width for c_index in range(len(concurrencies))]
         if p99_key:
             axis.bar(xs, [_value(levels, c, p99_key, scale) for c in concurrencies], width, color=color, alpha=0.3)
         values = [_value(levels, c, key, scale) for c in concurrencies]
-        bars = axis.bar(xs, values, width, color=color, label=label)
+        bars = axis.bar(xs, values, width, color=color, hatch=hatch, edgecolor="white" if hatch else None, label=label)
         axis.bar_label(bars, labels=[_short(v) for v in values], fontsize=6, padding=1)
     axis.set_xticks(range(len(concurrencies)), [f"concurrency {c}" for c in concurrencies])
     axis.set_title(title, fontsize=10)
     if log:
         axis.set_yscale("log")
-        plain = FuncFormatter(lambda value, _: f"{value:g}")
-        axis.yaxis.set_major_formatter(plain)
-        axis.yaxis.set_minor_formatter(plain)
+        axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.yaxis.set_minor_formatter(FuncFormatter(_minor_label))
         axis.tick_params(axis="y", which="minor", labelsize=7)
     axis.grid(axis="y", alpha=0.3)
+
+
+def _minor_label(value: float, _position) -> str:
+    """Only 2, 3 and 5 times a power of ten: all nine crowd the axis."""
+    return f"{value:g}" if f"{value:e}"[0] in "235" else ""
 
 
 def _value(levels: dict[int, dict], concurrency: int, key: str, scale: float) -> float:

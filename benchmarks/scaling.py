@@ -101,6 +101,15 @@ def measure_level(url: str, router_pid: int, concurrency: int, turns: int) -> di
     }
 
 
+def _start_router(config_path: Path, port: int, log_path: Path):
+    try:
+        return start_router(config_path, "fast", port, log_path)
+    except RuntimeError:
+        # The log lives in a temporary folder: show its end before it goes.
+        print(log_path.read_text()[-4000:], file=sys.stderr, flush=True)
+        raise
+
+
 def measure_shapes(shapes: list[tuple[int, int]], levels: list[int], turns: int) -> dict:
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp, start_simulator({"bench": PROVIDER}) as sim:
@@ -109,7 +118,7 @@ def measure_shapes(shapes: list[tuple[int, int]], levels: list[int], turns: int)
             port = free_port()
             config_path = write_shape_config(Path(tmp), sim.base_url("bench"), port, ingress, caller)
             print(f"starting the router, {ingress} ingress x {caller} caller replicas ...", flush=True)
-            router = start_router(config_path, "fast", port, Path(tmp) / f"router-{name}.log")
+            router = _start_router(config_path, port, Path(tmp) / f"router-{name}.log")
             try:
                 rows[name] = {f"c{c}": measure_level(f"http://127.0.0.1:{port}/v1", router.pid, c, turns) for c in levels}
             finally:
@@ -188,8 +197,8 @@ def measure_tracker(levels: list[int], duration_s: float) -> dict:
             before = sample_tree(os.getpid())
             run = asyncio.run(plans_at(tracker, in_flight, duration_s))
             cpu = cpu_s_between(before, sample_tree(os.getpid()))["by_label"]
-            rows[f"in_flight_{in_flight}"] = _tracker_row(in_flight, run, cpu)
-            print(tracker_table({f"in_flight_{in_flight}": rows[f"in_flight_{in_flight}"]}), flush=True)
+            row = rows[f"in_flight_{in_flight}"] = _tracker_row(in_flight, run, cpu)
+            print(tracker_table({"": row}), flush=True)
         ray.kill(tracker)
         return rows
     finally:

@@ -44,6 +44,8 @@ def build_app(config: RouterConfig) -> Application:
         _metrics_hub(config)
     if config.cache.enabled:
         get_or_create_cache_actor(config)
+    if config.deployments.upstream_calls == "ingress":
+        return ingress_deployment(config).bind(config)  # each ingress replica calls upstreams itself
     caller = caller_deployment(config).bind(config)
     return ingress_deployment(config).bind(config, caller)
 

@@ -21,6 +21,7 @@ from turnlog.datadog import DatadogExporter
 from turnlog.langfuse import LangfuseExporter
 
 from deployments.cache_actor import CACHE_ACTOR_NAME
+from deployments.coalesce import CoalescingStream
 from deployments.metrics_hub import MetricsReporter
 from deployments.reporter import OutcomeReporter
 from deployments.turn_runner import TurnFailure, TurnHead, TurnRequest, TurnRunner
@@ -52,6 +53,10 @@ class ProviderCaller:
             prices=prices, cache_put=cache_put, cache_entry_bytes=config.cache.max_entry_bytes,
         )
 
+    @property
+    def runner(self) -> TurnRunner:
+        return self._runner
+
     def _emit(self, record) -> None:
         if self._metrics is not None:
             self._metrics.observe(record)
@@ -59,8 +64,14 @@ class ProviderCaller:
             self._writer.emit(record)
 
     async def stream_turn(self, request: TurnRequest) -> AsyncIterator[TurnHead | TurnFailure | bytes]:
-        async for item in self._runner.stream(request):
-            yield item
+        # Coalesced: pieces that pile up while this replica is busy cross to
+        # the ingress as one Ray object (deployments.coalesce).
+        stream = CoalescingStream(self._runner.stream(request))
+        try:
+            async for item in stream:
+                yield item
+        finally:
+            stream.cancel()
 
     async def complete_turn(self, request: TurnRequest) -> tuple[TurnHead, bytes] | TurnFailure:
         return await self._runner.complete(request)

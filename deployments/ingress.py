@@ -2,8 +2,9 @@
 ``/health`` on Ray Serve.
 
 Per turn it validates the request, asks the ``LatencyTracker`` for a plan
-(one actor call), and hands the turn to a provider-caller replica, whose
-stream it forwards as it comes. Every error leaves as OpenAI's error object.
+(one actor call), and hands the turn to a provider-caller replica (or, with
+``upstream_calls: ingress``, runs it in process: ``deployments.dispatch``),
+whose stream it forwards as it comes. Every error leaves as OpenAI's error object.
 """
 
 
@@ -17,23 +18,26 @@ import ray
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
-from ray.exceptions import RayError, RayTaskError
+from ray.exceptions import RayError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from router.catalog import load_catalog, model_card
 from router.config import RouterConfig
 from router.keys import KeyInfo, KeyRing, RateLimited
 from turnlog.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
-from router.errors import InvalidRequest, ModelNotFound, PayloadTooLarge, RouterError, TurnFailed
+from router.errors import InvalidRequest, ModelNotFound, PayloadTooLarge, TurnFailed
 from router.openai_wire import parse_chat_request
 from router.response_cache import CachedTurn, cache_key, cache_requested, replay_completion, replay_sse
-from router.routing_state import AttemptPlan, RoutingState, check_eligible
+from router.routing_state import check_eligible
 from router.sse import DONE_DATA, SSEDecoder
 from router.tags import parse_tags
 
 from deployments.cache_actor import CACHE_ACTOR_NAME, cache_hit_record
+from deployments.caller import ProviderCaller
+from deployments.dispatch import LocalDispatch, RemoteDispatch
 from deployments.http_app import openai_api
 from deployments.keystore import KEYSTORE_NAME
+from deployments.planner import TRACKER_TIMEOUT_S, Planner
 from deployments.turn_runner import TurnFailure, TurnHead, TurnRequest
 
 __all__ = ["Ingress", "ingress_deployment"]
@@ -42,7 +46,6 @@ log = logging.getLogger(__name__)
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 CACHE_TIMEOUT_S = 0.5
-TRACKER_TIMEOUT_S = 1.0
 
 api = openai_api()
 
@@ -98,17 +101,12 @@ def _request_id(request: Request) -> str:
 
 @serve.ingress(api)
 class Ingress:
-    def __init__(self, config: RouterConfig, caller):
+    def __init__(self, config: RouterConfig, caller=None):
         self._config = config
-        self._caller = caller
-        self._stream_caller = caller.options(stream=True)
-        self._tracker = None
-        # Plans from configuration alone, for when the tracker is unreachable:
-        # tags and breakers still apply, live latency does not.
-        self._local_state = RoutingState(config)
-        # The tracker's last plan per kind of turn: while the tracker is away,
-        # turns follow the last live ranking this replica saw.
-        self._last_plans: dict[tuple, AttemptPlan] = {}
+        # ``caller``: the provider-caller deployment's handle; None when this
+        # replica calls upstreams itself (``deployments.upstream_calls: ingress``).
+        self._dispatch = RemoteDispatch(caller) if caller is not None else LocalDispatch(ProviderCaller(config))
+        self._planner = Planner(config)
         self._keys = KeyRing(config.auth)
         self._cache = None
         catalog = load_catalog()
@@ -156,7 +154,7 @@ class Ingress:
     @api.get("/v1/routing")
     async def routing(self, request: Request) -> dict:
         self._keys.authenticate_admin(request.headers.get("authorization"))
-        tracker = self._get_tracker()
+        tracker = self._planner.tracker()
         return {"endpoints": await tracker.snapshot.remote()}
 
     @api.post("/v1/chat/completions")
@@ -199,7 +197,7 @@ class Ingress:
         """Answer from the cache, and log the turn as a cache hit."""
         completion_id = f"chatcmpl-cache-{uuid.uuid4().hex[:24]}"
         headers = {"x-nemo-cache": "hit", "x-nemo-endpoint": entry.endpoint or "cache"}
-        self._caller.record.remote(cache_hit_record(entry, chat, request_id, received_at, key.key_id, tags))
+        self._dispatch.record(cache_hit_record(entry, chat, request_id, received_at, key.key_id, tags))
         if chat.stream:
             pieces = replay_sse(entry, chat.include_usage, completion_id=completion_id)
             return StreamingResponse(iter(pieces), media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
@@ -215,7 +213,7 @@ class Ingress:
     async def chat(self, body: dict, *, tags: tuple[str, ...] = (), request_id: str | None = None) -> dict:
         chat, raw = parse_chat_request(json.dumps({**body, "stream": False}).encode())
         turn, _ = await self._prepare(chat, raw, _requested_tags(None, raw, tags), request_id or _new_request_id(), time.time())
-        result = await self._caller.complete_turn.remote(turn)
+        result = await self._dispatch.complete(turn)
         if isinstance(result, TurnFailure):
             raise TurnFailed(result.http_status, result.error)
         return json.loads(result[1])
@@ -223,7 +221,7 @@ class Ingress:
     async def chat_stream(self, body: dict, *, tags: tuple[str, ...] = (), request_id: str | None = None):
         chat, raw = parse_chat_request(json.dumps({**body, "stream": True}).encode())
         turn, _ = await self._prepare(chat, raw, _requested_tags(None, raw, tags), request_id or _new_request_id(), time.time())
-        generator = self._stream_caller.stream_turn.remote(turn)
+        generator = self._dispatch.stream(turn)
         decoder = SSEDecoder()
         try:
             async for item in generator:
@@ -271,7 +269,7 @@ class Ingress:
         has_tools = bool(chat.tools)
         check_eligible(self._config, chat.model, tags, has_tools=has_tools)  # a clear 400 before any Ray call
         plan_start = time.perf_counter()
-        plan = await self._plan(chat.model, tags=tags, has_tools=has_tools, stream=chat.stream)
+        plan, reserved = await self._planner.plan(chat.model, tags=tags, has_tools=has_tools, stream=chat.stream)
         plan_s = time.perf_counter() - plan_start
         turn = TurnRequest(
             request_id=request_id,
@@ -288,6 +286,7 @@ class Ingress:
             cache_key=cache_key,
             hedge_after_s=plan.hedge_after_s,
             request_error_endpoints=plan.request_error_endpoints,
+            reserved=reserved,
         )
         return turn, plan_s
 
@@ -305,35 +304,9 @@ class Ingress:
                 raise PayloadTooLarge(f"request body exceeds {limit} bytes")
         return body
 
-    async def _plan(self, group: str, *, tags: tuple[str, ...], has_tools: bool, stream: bool) -> AttemptPlan:
-        """One call to the tracker. If it is unavailable (restarting, or slower
-        than TRACKER_TIMEOUT_S), reuse its last plan for this kind of turn,
-        else plan locally, so no turn fails because of it."""
-        options = {"required_tags": tags, "has_tools": has_tools, "stream": stream}
-        key = (group, tags, has_tools, stream)
-        try:
-            async with asyncio.timeout(TRACKER_TIMEOUT_S):
-                plan = await self._get_tracker().plan.remote(group, **options)
-            self._last_plans[key] = plan
-            return plan
-        except RayTaskError as exc:
-            if isinstance(exc.cause, RouterError):
-                raise exc.cause from None
-            log.warning("tracker failed to plan; using the last known plan", exc_info=True)
-        except (RayError, TimeoutError, ValueError):
-            log.warning("tracker unavailable; using the last known plan", exc_info=True)
-            self._tracker = None
-        return self._last_plans.get(key) or self._local_state.plan(group, **options)
-
-    def _get_tracker(self):
-        if self._tracker is None:
-            options = self._config.deployments
-            self._tracker = ray.get_actor(options.tracker_name, namespace=options.tracker_namespace)
-        return self._tracker
-
     async def _stream(self, turn: TurnRequest, plan_s: float) -> Response:
         dispatched = time.perf_counter()
-        generator = self._stream_caller.stream_turn.remote(turn)
+        generator = self._dispatch.stream(turn)
         try:
             head = await generator.__anext__()
         except BaseException:
@@ -346,7 +319,7 @@ class Ingress:
 
     async def _complete(self, turn: TurnRequest, plan_s: float) -> Response:
         dispatched = time.perf_counter()
-        result = await self._caller.complete_turn.remote(turn)
+        result = await self._dispatch.complete(turn)
         if isinstance(result, TurnFailure):
             return JSONResponse(result.error, status_code=result.http_status)
         head, payload = result

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ray
 
 from router.config import RouterConfig
-from router.outcome import AttemptOutcome, OutcomeKind
+from router.outcome import AttemptOutcome, OutcomeKind, TurnStarted
 from router.routing_state import AttemptPlan, RoutingState
 from deployments.named_actor import named_actor
 
@@ -21,14 +21,26 @@ class LatencyTracker:
     def __init__(self, config: RouterConfig):
         self._state = RoutingState(config)
 
-    def plan(self, group: str, *, required_tags: tuple[str, ...] = (), has_tools: bool = False, stream: bool = True) -> AttemptPlan:
-        return self._state.plan(group, required_tags=required_tags, has_tools=has_tools, stream=stream)
+    def plan(
+        self, group: str, *, required_tags: tuple[str, ...] = (), has_tools: bool = False, stream: bool = True, reserve: bool = True
+    ) -> AttemptPlan:
+        return self._state.plan(group, required_tags=required_tags, has_tools=has_tools, stream=stream, reserve=reserve)
 
-    def report(self, outcomes: list[AttemptOutcome]) -> None:
-        # Attempts after a plan's first endpoint were not counted in flight
-        # when planned: count them now, then release them with the rest.
-        self._state.started(o.endpoint for o in outcomes if o.fallback)
-        self._state.observe(outcomes)
+    def report(self, outcomes: list[AttemptOutcome | TurnStarted]) -> None:
+        """A caller replica's batch, in the order things happened."""
+        finished: list[AttemptOutcome] = []
+        for item in outcomes:
+            if isinstance(item, TurnStarted):
+                self._state.observe(finished)
+                finished = []
+                self._state.started([item.endpoint])
+                continue
+            # Attempts after a plan's first endpoint were not counted in
+            # flight when planned: count them now, then release them.
+            if item.fallback:
+                self._state.started([item.endpoint])
+            finished.append(item)
+        self._state.observe(finished)
 
     def health_checked(self, endpoint: str, kind: OutcomeKind, retry_after_s: float | None = None) -> None:
         self._state.health_checked(endpoint, kind, retry_after_s)

@@ -40,7 +40,7 @@ from router.plan_walk import Candidate, PlanWalk
 from router.providers import ProviderCodec, TranslatedStream, codec_for
 from router.providers.chunks import usage_dict
 from router.response_cache import CachedTurn, TurnRecorder, entry_from_completion
-from router.outcome import AttemptOutcome, OutcomeKind, outcome_kind_of
+from router.outcome import AttemptOutcome, OutcomeKind, TurnStarted, outcome_kind_of
 from router.sse import DONE_EVENT, SSEDecoder, encode_json
 from router.stream_watch import StreamWatch, Usage
 from turnlog import AttemptRecord, TurnRecord
@@ -88,6 +88,7 @@ class TurnRequest:
     cache_key: str | None = None  # fill the response cache under this key when the turn ends well
     hedge_after_s: float | None = None  # the plan's hedge delay (None: no hedge)
     request_error_endpoints: tuple[str, ...] = ()  # where a request the upstream rejects goes next
+    reserved: bool = True  # the plan counted its first endpoint in flight (else: report TurnStarted)
 
 
 @dataclass(slots=True)
@@ -162,9 +163,14 @@ class TurnRunner:
         self._emit_record = emit_record
         self._clock = clock
 
+    def _begin(self, request: TurnRequest) -> _Turn:
+        if not request.reserved and request.endpoints:
+            self._report([TurnStarted(request.endpoints[0])])
+        return _Turn(request, self._clock())
+
     async def stream(self, request: TurnRequest) -> AsyncIterator[TurnHead | TurnFailure | bytes]:
         """A streaming turn: ``TurnHead`` or ``TurnFailure``, then SSE bytes."""
-        turn = _Turn(request, self._clock())
+        turn = self._begin(request)
         # Keeping the forwarded bytes costs one list append per piece, and
         # only for turns the response cache will keep.
         recorder = TurnRecorder(self._cache_entry_bytes) if request.cache_key and self._cache_put else None
@@ -187,7 +193,7 @@ class TurnRunner:
 
     async def complete(self, request: TurnRequest) -> tuple[TurnHead, bytes] | TurnFailure:
         """A non-streaming turn: the upstream's ``chat.completion`` body as is."""
-        turn = _Turn(request, self._clock())
+        turn = self._begin(request)
         try:
             return await self._complete_turn(turn)
         except asyncio.CancelledError:

@@ -276,6 +276,15 @@ class DeploymentConfig(_Frozen):
     tracker_name: str = "nemo-latency-tracker"
     tracker_namespace: str = "nemo-router"
     report_interval_s: float = Field(default=0.05, gt=0)
+    # Measured alternatives to the design card's shape (benchmarks/compare.py;
+    # README "Performance"). ``planning: snapshot``: the ingress reuses the
+    # tracker's latest plan for up to ``snapshot_interval_s`` and reports
+    # in-flight turns in batches, instead of one tracker call per turn.
+    # ``upstream_calls: ingress``: each ingress replica calls upstreams
+    # itself instead of through the provider-caller deployment.
+    planning: Literal["per-turn", "snapshot"] = "per-turn"
+    snapshot_interval_s: float = Field(default=0.05, gt=0)
+    upstream_calls: Literal["caller", "ingress"] = "caller"
 
 
 class RouterConfig(_Frozen):

@@ -21,7 +21,7 @@ from router.errors import (
     UpstreamTimeout,
 )
 
-__all__ = ["OutcomeKind", "AttemptOutcome", "outcome_kind_of"]
+__all__ = ["OutcomeKind", "AttemptOutcome", "TurnStarted", "outcome_kind_of"]
 
 
 class OutcomeKind(str, Enum):
@@ -72,3 +72,12 @@ class AttemptOutcome:
     http_status: int | None = None
     retry_after_s: float | None = None
     fallback: bool = False  # not the plan's first endpoint
+
+
+@dataclass(slots=True, frozen=True)
+class TurnStarted:
+    """A turn went to ``endpoint`` on a plan that did not count it in flight
+    (a snapshot plan): sent ahead of the turn's outcomes, on the same
+    ordered channel, so the tracker never sees the release before the start."""
+
+    endpoint: str

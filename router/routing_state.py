@@ -108,8 +108,11 @@ class RoutingState:
         required_tags: Iterable[str] = (),
         has_tools: bool = False,
         stream: bool = True,
+        reserve: bool = True,
     ) -> AttemptPlan:
-        """Rank the endpoints for one turn and count the first in flight.
+        """Rank the endpoints for one turn and count the first in flight
+        (``reserve=False``: rank only, for a plan an ingress will reuse and
+        count turn by turn through ``started``).
 
         The group's own endpoints come first, then each fallback group's, in
         chain order; endpoints whose breaker is open follow every healthy one
@@ -140,7 +143,8 @@ class RoutingState:
         # The first endpoint is the one the caller will try: count it in
         # flight now, so the next plan sees it without waiting for a report.
         first = self._endpoints[endpoints[0]]
-        first.start(now_s)
+        if reserve:
+            first.start(now_s)
         hedge_after_s = None
         if stream and group_config.hedge is not None and len(endpoints) > 1:
             hedge_after_s = hedge_delay_s(group_config.hedge, first.recent_ttfts)

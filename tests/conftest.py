@@ -45,6 +45,8 @@ PROFILES = {
     "hedge-slow": {"ttft_ms": 3000, "token_interval_ms": 2, "tokens": 8},
     "hedge-fast": {"ttft_ms": 20, "token_interval_ms": 2, "tokens": 8},
     "notes-an": {"ttft_ms": 10, "token_interval_ms": 2, "tokens": 4},
+    # The lean deployment options (issue 7): a long stream to hang up on.
+    "lean-slow": {"ttft_ms": 10, "token_interval_ms": 200, "tokens": 30},
 }
 
 WEBHOOK_ENV = "NEMO_TEST_ALERT_WEBHOOK_URL"

@@ -33,6 +33,9 @@ class Admission(NamedTuple):
     retry_after_s: float
 
 
+MIN_RETRY_AFTER_S = 0.001
+
+
 class SlidingWindowLimiter:
     def __init__(self, window_s: float = RATE_WINDOW_S, clock: Callable[[], float] = time.monotonic):
         if window_s <= 0:
@@ -55,7 +58,9 @@ class SlidingWindowLimiter:
             # The limit may have been lowered: the turn that must leave is
             # the one ``limit`` places from the newest.
             leaves_at = stamps[len(stamps) - limit] + self._window_s
-            return Admission(False, min(self._window_s, leaves_at - now))  # min: float rounding
+            # Clamped both ways against float rounding: never past the window,
+            # never a zero wait (a client would retry at once, and be refused).
+            return Admission(False, min(self._window_s, max(MIN_RETRY_AFTER_S, leaves_at - now)))
         stamps.append(now)
         return Admission(True, 0.0)
 

@@ -1,0 +1,98 @@
+"""Where an ingress replica gets each turn's plan from the ``LatencyTracker``.
+
+``per-turn`` (default, the design card's shape): one ``plan`` call to the
+tracker per turn, which ranks the endpoints and counts the first one in
+flight at once. ``snapshot`` (``deployments.planning: snapshot``): the
+replica reuses the tracker's latest plan for the same kind of turn while it
+is younger than ``snapshot_interval_s``, refreshing it in the background,
+and the caller tells the tracker which endpoint each turn went to, in its
+batched outcome reports. That takes the tracker's round trip (about 2 ms here) off
+every turn, at the price of routing on signal up to one interval old:
+turns within one interval go to the same first endpoint, so least-busy
+spreads load only from one interval to the next. A snapshot-planned turn
+is counted in flight by its caller (``TurnStarted``), on the same ordered
+channel as its outcome, so the counts always balance.
+
+Either way, if the tracker is unreachable the replica reuses the tracker's
+last plan for that kind of turn (or plans from configuration alone), so no
+turn fails because of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import ray
+from ray.exceptions import RayError, RayTaskError
+
+from router.config import RouterConfig
+from router.errors import RouterError
+from router.routing_state import AttemptPlan, RoutingState
+
+__all__ = ["Planner", "TRACKER_TIMEOUT_S"]
+
+log = logging.getLogger(__name__)
+
+TRACKER_TIMEOUT_S = 1.0
+
+
+class Planner:
+    def __init__(self, config: RouterConfig, clock=time.monotonic):
+        self._config = config
+        self._clock = clock
+        self._tracker = None
+        # Plans from configuration alone, for when the tracker is unreachable:
+        # tags and breakers still apply, live latency does not.
+        self._local_state = RoutingState(config)
+        # The tracker's last plan per kind of turn, and when it came.
+        self._last_plans: dict[tuple, tuple[AttemptPlan, float]] = {}
+        options = config.deployments
+        self._snapshot_s = options.snapshot_interval_s if options.planning == "snapshot" else None
+        self._refreshing: set[tuple] = set()
+
+    def tracker(self):
+        if self._tracker is None:
+            options = self._config.deployments
+            self._tracker = ray.get_actor(options.tracker_name, namespace=options.tracker_namespace)
+        return self._tracker
+
+    async def plan(self, group: str, *, tags: tuple[str, ...], has_tools: bool, stream: bool) -> tuple[AttemptPlan, bool]:
+        """The plan for one turn, and whether the tracker already counted its
+        first endpoint in flight (False: the caller must say it started)."""
+        key = (group, tags, has_tools, stream)
+        if self._snapshot_s is not None and key in self._last_plans:
+            plan, fetched_s = self._last_plans[key]
+            if self._clock() - fetched_s >= self._snapshot_s and key not in self._refreshing:
+                self._refreshing.add(key)
+                asyncio.ensure_future(self._refresh(key))
+            return plan, False
+        return await self._ask(key, reserve=True), True
+
+    async def _ask(self, key: tuple, *, reserve: bool) -> AttemptPlan:
+        """One call to the tracker; on failure the last plan or a local one."""
+        group, tags, has_tools, stream = key
+        options = {"required_tags": tags, "has_tools": has_tools, "stream": stream}
+        try:
+            async with asyncio.timeout(TRACKER_TIMEOUT_S):
+                plan = await self.tracker().plan.remote(group, reserve=reserve, **options)
+            self._last_plans[key] = (plan, self._clock())
+            return plan
+        except RayTaskError as exc:
+            if isinstance(exc.cause, RouterError):
+                raise exc.cause from None
+            log.warning("tracker failed to plan; using the last known plan", exc_info=True)
+        except (RayError, TimeoutError, ValueError):
+            log.warning("tracker unavailable; using the last known plan", exc_info=True)
+            self._tracker = None
+        last = self._last_plans.get(key)
+        return last[0] if last else self._local_state.plan(group, **options)
+
+    async def _refresh(self, key: tuple) -> None:
+        try:
+            await self._ask(key, reserve=False)
+        except RouterError:
+            pass  # the next turn of this kind asks again, and gets the error itself
+        finally:
+            self._refreshing.discard(key)
