@@ -167,7 +167,7 @@ def run_round(variant: str, levels: list[tuple[int, int]], warmup_turns: int, be
     print(f"starting the router ({variant}, serve mode {SERVE_MODE}) ...", flush=True)
     log_path = directory / "router.log"
     started_at = _now()
-    process = _start_router(config_path, port, log_path)
+    process = start_router(config_path, SERVE_MODE, port, log_path)
     pids = bench.pids | {"router": process.pid}
     watched: Watched = {name: partial(sample_tree, pid) for name, pid in pids.items()} | {"loadgen": _sample_self}
     router = Target(variant, f"http://127.0.0.1:{port}/v1", "bench", process="router")
@@ -225,18 +225,6 @@ def check_variant_configs(variants: list[str]) -> None:
             directory = Path(tmp) / variant
             directory.mkdir()
             load_config(router_config(directory, "http://127.0.0.1:9/v1", 8000, VARIANTS[variant]), environ={})
-
-
-def _start_router(config_path: Path, port: int, log_path: Path) -> subprocess.Popen:
-    # HAProxy's stats and metrics listeners have fixed default ports: taken
-    # by any other router (or test) running on this machine.
-    haproxy_ports = {"RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()), "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port())}
-    try:
-        return start_router(config_path, SERVE_MODE, port, log_path, haproxy_ports)
-    except RuntimeError:
-        if log_path.exists():
-            print(log_path.read_text(errors="replace")[-4000:], file=sys.stderr)
-        raise
 
 
 def _stop_router_tree(process: subprocess.Popen) -> None:

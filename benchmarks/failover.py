@@ -39,7 +39,6 @@ import json
 import os
 import platform
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,7 +53,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from litellm_proxy import litellm_proxy, openai_deployment  # noqa: E402
-from overhead import free_port, stop_router  # noqa: E402
+from overhead import free_port, start_router, stop_router  # noqa: E402
 
 from simprovider import SimulatorProcess, start_simulator  # noqa: E402
 
@@ -68,7 +67,6 @@ TAIL = {"ttft_tail_ms": 1500, "ttft_tail_share": 0.1, "seed": 3}  # seed 3: 20 t
 WARMUP_TURNS = 5
 TURN_TIMEOUT_S = 30.0
 RUN_TIMEOUT_S = 900.0
-ROUTER_START_TIMEOUT_S = 240.0
 
 FIRST_TOKEN_S = 1.0
 MAX_ATTEMPTS = 3
@@ -167,7 +165,7 @@ def router_gateway(scenario: Scenario, sim: SimulatorProcess, directory: Path, h
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     log_path = path.with_suffix(".log")
     try:
-        process = _start_router(path, serve_mode, port, log_path)
+        process = start_router(path, serve_mode, port, log_path)
     except RuntimeError:
         _print_log_tail(log_path)
         raise
@@ -176,33 +174,6 @@ def router_gateway(scenario: Scenario, sim: SimulatorProcess, directory: Path, h
         yield Gateway(name, f"http://{HOST}:{port}/v1", {}, config)
     finally:
         stop_router(process)
-
-
-def _start_router(config_path: Path, serve_mode: str, port: int, log_path: Path) -> subprocess.Popen:
-    """``overhead.start_router``, except that a failure or an interrupt while
-    waiting for ``/health`` stops the process instead of leaving it running."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_")}
-    command = [sys.executable, "-m", "deployments.cli", "run", "--config", str(config_path), "--serve-mode", serve_mode]
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        _wait_healthy(process, port, log_path)
-    except BaseException:
-        stop_router(process)
-        raise
-    return process
-
-
-def _wait_healthy(process: subprocess.Popen, port: int, log_path: Path) -> None:
-    deadline_s = time.monotonic() + ROUTER_START_TIMEOUT_S
-    while time.monotonic() < deadline_s:
-        if process.poll() is not None:
-            raise RuntimeError(f"router exited early; see {log_path}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"http://{HOST}:{port}/health", timeout=2).status_code == 200:
-                return
-        time.sleep(1)
-    raise RuntimeError(f"router did not answer /health in {ROUTER_START_TIMEOUT_S:g} s; see {log_path}")
 
 
 @contextlib.contextmanager

@@ -60,30 +60,49 @@ def write_config(directory: Path, provider_url: str, port: int, turn_log: dict |
 
 
 def start_router(config_path: Path, mode: str, port: int, log_path: Path, extra_env: dict | None = None) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_")} | (extra_env or {})
-    log = open(log_path, "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "deployments.cli", "run", "--config", str(config_path), "--serve-mode", mode],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 240
+    """``nemo-router run`` in its own process group, once ``/health`` answers.
+
+    HAProxy's stats and metrics listeners get free ports (their fixed
+    defaults are taken by any other router on this machine). A failure or an
+    interrupt while waiting stops the process and shows the end of its log.
+    """
+    haproxy_ports = {"RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()), "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port())}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_")} | haproxy_ports | (extra_env or {})
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "deployments.cli", "run", "--config", str(config_path), "--serve-mode", mode],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_healthy(process, port, log_path)
+    except BaseException:
+        stop_router(process)
+        if log_path.exists():
+            print(log_path.read_text(errors="replace")[-4000:], file=sys.stderr, flush=True)
+        raise
+    return process
+
+
+def _wait_healthy(process: subprocess.Popen, port: int, log_path: Path, timeout_s: float = 240) -> None:
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"router exited early; see {log_path}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return process
+                return
         except httpx.HTTPError:
             pass
         time.sleep(1)
-    stop_router(process)
-    raise RuntimeError(f"router did not become healthy; see {log_path}")
+    raise RuntimeError(f"router did not become healthy in {timeout_s:g} s; see {log_path}")
 
 
 def stop_router(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
     process.send_signal(signal.SIGTERM)
     try:
         process.wait(timeout=60)

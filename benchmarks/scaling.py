@@ -101,15 +101,6 @@ def measure_level(url: str, router_pid: int, concurrency: int, turns: int) -> di
     }
 
 
-def _start_router(config_path: Path, port: int, log_path: Path):
-    try:
-        return start_router(config_path, "fast", port, log_path)
-    except RuntimeError:
-        # The log lives in a temporary folder: show its end before it goes.
-        print(log_path.read_text()[-4000:], file=sys.stderr, flush=True)
-        raise
-
-
 def measure_shapes(shapes: list[tuple[int, int]], levels: list[int], turns: int) -> dict:
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp, start_simulator({"bench": PROVIDER}) as sim:
@@ -118,7 +109,7 @@ def measure_shapes(shapes: list[tuple[int, int]], levels: list[int], turns: int)
             port = free_port()
             config_path = write_shape_config(Path(tmp), sim.base_url("bench"), port, ingress, caller)
             print(f"starting the router, {ingress} ingress x {caller} caller replicas ...", flush=True)
-            router = _start_router(config_path, port, Path(tmp) / f"router-{name}.log")
+            router = start_router(config_path, "fast", port, Path(tmp) / f"router-{name}.log")
             try:
                 rows[name] = {f"c{c}": measure_level(f"http://127.0.0.1:{port}/v1", router.pid, c, turns) for c in levels}
             finally:

@@ -37,6 +37,7 @@ _FAILURES: dict[int, tuple[str, str]] = {
     503: ("overloaded_error", "Overloaded"),
     529: ("overloaded_error", "Overloaded"),
     429: ("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"),
+    400: ("invalid_request_error", "prompt is too long: 9000 tokens > 8192 maximum"),
 }
 
 

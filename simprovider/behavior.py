@@ -25,13 +25,14 @@ FailureMode = Literal[
     "http_503",
     "http_429",
     "http_529",
+    "context_too_long",
     "hang",
     "drop_after",
     "malformed",
     "stall_after",
 ]
 
-HTTP_FAILURE_STATUS: dict[str, int] = {"http_500": 500, "http_503": 503, "http_429": 429, "http_529": 529}
+HTTP_FAILURE_STATUS: dict[str, int] = {"http_500": 500, "http_503": 503, "http_429": 429, "http_529": 529, "context_too_long": 400}
 """Failure modes answered with an immediate JSON error, by status (the error
 object is in the request's format: OpenAI, Anthropic or Gemini)."""
 
@@ -84,6 +85,9 @@ class Behavior(BaseModel):
             - `http_500` / `http_503` / `http_429` / `http_529`: immediate
               JSON error in the request's format (Anthropic answers 503 and
               529 with `overloaded_error`, Gemini with `UNAVAILABLE`).
+            - `context_too_long`: an immediate 400 saying the prompt exceeds
+              the model's context window (the request's fault, not the
+              endpoint's: OpenAI's `context_length_exceeded`).
             - `hang`: accept the request and send nothing, not even headers,
               until the client disconnects.
             - `drop_after`: send `drop_after_tokens` tokens, then close the

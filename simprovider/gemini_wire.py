@@ -34,6 +34,7 @@ _FAILURES: dict[int, tuple[str, str]] = {
     503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
     529: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
     429: ("RESOURCE_EXHAUSTED", "You exceeded your current quota, please check your plan and billing details."),
+    400: ("INVALID_ARGUMENT", "The input token count exceeds the maximum number of tokens allowed."),
 }
 
 

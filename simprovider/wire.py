@@ -278,6 +278,7 @@ _FAILURES: dict[int, tuple[str, str, str]] = {
     503: ("The engine is currently overloaded, please try again later.", "server_error", "overloaded"),
     529: ("The engine is currently overloaded, please try again later.", "server_error", "overloaded"),
     429: ("Rate limit reached for requests.", "requests", "rate_limit_exceeded"),
+    400: ("This model's maximum context length is 8192 tokens.", "invalid_request_error", "context_length_exceeded"),
 }
 
 

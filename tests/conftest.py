@@ -47,6 +47,9 @@ PROFILES = {
     "notes-an": {"ttft_ms": 10, "token_interval_ms": 2, "tokens": 4},
     # The lean deployment options (issue 7): a long stream to hang up on.
     "lean-slow": {"ttft_ms": 10, "token_interval_ms": 200, "tokens": 30},
+    # Request faults (issue 4): a small-context model refuses, a large one serves.
+    "ctx-small": {"failure": "context_too_long"},
+    "ctx-large": {"ttft_ms": 10, "token_interval_ms": 2, "tokens": 6},
 }
 
 WEBHOOK_ENV = "NEMO_TEST_ALERT_WEBHOOK_URL"
@@ -131,6 +134,15 @@ def router_config(sim, turn_log_path: Path) -> dict:
                 "hedge": {"delay_s": 0.15, "max_share": 1.0},
                 "endpoints": [endpoint("hedge-slow", sim.base_url("hedge-slow")), endpoint("hedge-fast", sim.base_url("hedge-fast"))],
             },
+            # A request fault is not retried down the chain (ctx-small-2 would
+            # refuse it too); it moves to the group declared for it.
+            "ctx-small": {
+                **failover,
+                "request_error_fallback": "ctx-large",
+                "endpoints": [endpoint("ctx-small-1", sim.base_url("ctx-small")), endpoint("ctx-small-2", sim.base_url("ctx-small"))],
+            },
+            "ctx-large": {**failover, "endpoints": [endpoint("ctx-large", sim.base_url("ctx-large"))]},
+            "ctx-nowhere": {**failover, "endpoints": [endpoint("ctx-nowhere-1", sim.base_url("ctx-small")), endpoint("ctx-nowhere-2", sim.base_url("ctx-small"))]},
             "notes-anthropic": {**ordered, "endpoints": [
                 endpoint("notes-an", sim.root_url("notes-an"), provider="anthropic", model="claude-haiku-4-5")]},
             # A catalog model served by the simulator: priced and listed like

@@ -77,3 +77,29 @@ def test_parameters_a_provider_drops_are_noted_on_the_turn_record(router, turn_l
         "anthropic: dropped unsupported parameter 'presence_penalty'",
         "anthropic: dropped unsupported parameter 'seed'",
     ]
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_request_fault_moves_to_the_declared_group_not_down_the_chain(router, turn_log_path, stream):
+    request_id = f"test-ctx-{uuid.uuid4().hex[:8]}"
+    with httpx.Client(base_url=router, timeout=10, headers=AUTH) as client:
+        response = client.post(
+            "/v1/chat/completions", json={"model": "ctx-small", "messages": USER, "stream": stream},
+            headers={"x-request-id": request_id},
+        )
+    assert response.status_code == 200 and response.headers["x-nemo-endpoint"] == "ctx-large"
+    assert "w6" in response.text
+    record = wait_for_records(turn_log_path, {request_id})[request_id]
+    assert [(a["endpoint"], a["outcome"], a["http_status"]) for a in record["attempts"]] == [
+        ("ctx-small-1", "request_rejected", 400),
+        ("ctx-large", "ok", 200),
+    ]
+
+
+def test_without_a_declared_group_a_request_fault_is_passed_on_at_once(router):
+    with httpx.Client(base_url=router, timeout=10, headers=AUTH) as client:
+        response = client.post("/v1/chat/completions", json={"model": "ctx-nowhere", "messages": USER})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert set(error) >= {"message", "type", "code"}
