@@ -73,7 +73,11 @@ SERVE_MODE = "fast"
 # Overrides merged into the router YAML's ``deployments:`` block.
 VARIANTS: dict[str, dict] = {
     "router": {},
+    "router-snapshot": {"planning": "snapshot"},
     "router-lean": {"planning": "snapshot", "upstream_calls": "ingress"},
+    # The router as it was at --before-rev (default config): the "before"
+    # column, run from a git worktree of that commit, in the same run.
+    "router-before": {},
 }
 # Ray Serve keeps deploying for a moment after /health first answers.
 SETTLE_S = 5.0
@@ -105,6 +109,7 @@ class Bench:
     direct: Target
     litellm: Target
     pids: dict[str, int]
+    before_dir: Path | None = None  # a worktree of --before-rev, for the router-before variant
 
 
 # --- measuring ---------------------------------------------------------------
@@ -160,6 +165,7 @@ def _ratio(value: float, reference: float) -> float | None:
 
 
 def run_round(variant: str, levels: list[tuple[int, int]], warmup_turns: int, bench: Bench) -> dict:
+    code_dir = bench.before_dir if variant == "router-before" else None
     directory = bench.tmp / variant
     directory.mkdir()
     port = free_port()
@@ -167,7 +173,7 @@ def run_round(variant: str, levels: list[tuple[int, int]], warmup_turns: int, be
     print(f"starting the router ({variant}, serve mode {SERVE_MODE}) ...", flush=True)
     log_path = directory / "router.log"
     started_at = _now()
-    process = start_router(config_path, SERVE_MODE, port, log_path)
+    process = start_router(config_path, SERVE_MODE, port, log_path, code_dir=code_dir)
     pids = bench.pids | {"router": process.pid}
     watched: Watched = {name: partial(sample_tree, pid) for name, pid in pids.items()} | {"loadgen": _sample_self}
     router = Target(variant, f"http://127.0.0.1:{port}/v1", "bench", process="router")
@@ -227,6 +233,21 @@ def check_variant_configs(variants: list[str]) -> None:
             load_config(router_config(directory, "http://127.0.0.1:9/v1", 8000, VARIANTS[variant]), environ={})
 
 
+@contextlib.contextmanager
+def _worktree(rev: str | None):
+    """A detached git worktree of ``rev`` in a temporary folder (None: no-op)."""
+    if rev is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "before"
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-f", str(path), rev], check=True, capture_output=True)
+        try:
+            yield path
+        finally:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)], capture_output=True)
+
+
 def _stop_router_tree(process: subprocess.Popen) -> None:
     """Stop the router, then anything of its tree that outlived it."""
     descendants = []
@@ -243,7 +264,7 @@ def _stop_router_tree(process: subprocess.Popen) -> None:
 # --- the whole run -------------------------------------------------------------
 
 
-def run(levels: list[tuple[int, int]], variants: list[str], warmup_turns: int) -> dict:
+def run(levels: list[tuple[int, int]], variants: list[str], warmup_turns: int, before_dir: Path | None = None) -> dict:
     started_at, machine = _now(), machine_info()
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
@@ -258,6 +279,7 @@ def run(levels: list[tuple[int, int]], variants: list[str], warmup_turns: int) -
             direct=Target("direct", provider_url, "sim-model"),
             litellm=Target("litellm", proxy.base_url, "bench", proxy.headers, process="litellm"),
             pids={"provider": sim.popen.pid, "litellm": _litellm_pid(port)},
+            before_dir=before_dir,
         )
         rounds = [run_round(variant, levels, warmup_turns, bench) for variant in variants]
     return {
@@ -439,7 +461,10 @@ def main() -> int:
     parser.add_argument("--router-variants", default="router", help=f"comma-separated, of: {', '.join(VARIANTS)} (default router)")
     parser.add_argument("--warmup-turns", type=int, default=20, help="unmeasured turns per target and level (at least one per worker)")
     parser.add_argument("--out", default="compare", help="results base name under benchmarks/results/ (default compare)")
+    parser.add_argument("--before-rev", default=None, help="git revision the router-before variant runs (default: none)")
     args = parser.parse_args()
+    if "router-before" in args.router_variants.split(",") and not args.before_rev:
+        parser.error("the router-before variant needs --before-rev")
     try:
         levels = parse_levels(args.levels)
     except ValueError as exc:
@@ -448,11 +473,13 @@ def main() -> int:
     if unknown := [v for v in variants if v not in VARIANTS]:
         parser.error(f"unknown router variant(s) {unknown}; known: {list(VARIANTS)}")
     try:
-        check_variant_configs(variants)
+        check_variant_configs([v for v in variants if v != "router-before"])
     except ConfigError as exc:
         parser.error(f"--router-variants: {exc}")
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    report = run(levels, variants, args.warmup_turns)
+    with _worktree(args.before_rev) as before_dir:
+        report = run(levels, variants, args.warmup_turns, before_dir)
+    report["before_rev"] = args.before_rev
     checks = [check for round_ in report["rounds"] for check in check_targets(round_)]
     report["checks"] = checks
     text = markdown(report, checks)

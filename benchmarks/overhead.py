@@ -59,8 +59,14 @@ def write_config(directory: Path, provider_url: str, port: int, turn_log: dict |
     return path
 
 
-def start_router(config_path: Path, mode: str, port: int, log_path: Path, extra_env: dict | None = None) -> subprocess.Popen:
+def start_router(
+    config_path: Path, mode: str, port: int, log_path: Path, extra_env: dict | None = None, *, code_dir: Path | None = None
+) -> subprocess.Popen:
     """``nemo-router run`` in its own process group, once ``/health`` answers.
+
+    ``code_dir``: run the router from another checkout of this repository
+    (e.g. an older commit, for a before/after comparison in one run); its
+    packages come first on the path of the router and of its Ray workers.
 
     HAProxy's stats and metrics listeners get free ports (their fixed
     defaults are taken by any other router on this machine). A failure or an
@@ -68,6 +74,9 @@ def start_router(config_path: Path, mode: str, port: int, log_path: Path, extra_
     """
     haproxy_ports = {"RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()), "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port())}
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_")} | haproxy_ports | (extra_env or {})
+    if code_dir is not None:
+        code_dir = Path(code_dir).resolve()
+        env["PYTHONPATH"] = os.pathsep.join([str(code_dir), str(code_dir / "logging"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "deployments.cli", "run", "--config", str(config_path), "--serve-mode", mode],
@@ -75,6 +84,7 @@ def start_router(config_path: Path, mode: str, port: int, log_path: Path, extra_
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            cwd=code_dir,
         )
     try:
         _wait_healthy(process, port, log_path)
