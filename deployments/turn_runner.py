@@ -280,14 +280,15 @@ class TurnRunner:
         def start(c: Candidate) -> None:
             racers[asyncio.ensure_future(self._open(turn, c, PassThroughRelay(self._watch(turn, c)), body))] = c
 
-        start(candidate)
-        done, _ = await asyncio.wait(racers, timeout=hedge_after_s)
-        if not done and budget.try_hedge() and (second := walk.next()) is not None:
-            turn.hedged = True
-            start(second)
         errors: list[UpstreamError] = []
         won = False
         try:
+            start(candidate)
+            done, _ = await asyncio.wait(racers, timeout=hedge_after_s)
+            if not done and budget.can_hedge() and (second := walk.next()) is not None:
+                budget.try_hedge()
+                turn.hedged = True
+                start(second)
             while racers:
                 done, _ = await asyncio.wait(racers, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:

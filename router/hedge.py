@@ -53,9 +53,13 @@ class HedgeBudget:
             self._hedges -= 1
         self._window.append(False)
 
+    def can_hedge(self) -> bool:
+        """Would ``try_hedge`` succeed now? (Spends nothing.)"""
+        return bool(self._window) and not self._window[-1] and self._hedges < self._allowed
+
     def try_hedge(self) -> bool:
         """Spend one hedge on the latest turn, if the window allows it."""
-        if not self._window or self._window[-1] or self._hedges >= self._allowed:
+        if not self.can_hedge():
             return False
         self._window[-1] = True
         self._hedges += 1

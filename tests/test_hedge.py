@@ -59,7 +59,17 @@ def test_hedges_leave_the_window_with_their_turns():
 
 
 def test_no_hedge_before_any_turn():
+    assert not HedgeBudget(1.0).can_hedge()
     assert not HedgeBudget(1.0).try_hedge()
+
+
+def test_asking_spends_nothing():
+    budget = HedgeBudget(0.01)  # one hedge per window
+    budget.turn()
+    assert budget.can_hedge() and budget.can_hedge()
+    assert budget.hedges_in_window == 0
+    assert budget.try_hedge()
+    assert not budget.can_hedge()
 
 
 @given(st.floats(0.01, 1.0), st.lists(st.booleans(), min_size=1, max_size=400))
