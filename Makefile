@@ -24,8 +24,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider -m "not ray"
 
+# The side-by-side benchmark (direct / router / LiteLLM); see the README.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	$(BIN)/python benchmarks/compare.py
 
 clean:
 	rm -rf $(VENV) turnlog-data build *.egg-info
