@@ -33,38 +33,39 @@ def hedge_delay_s(config: HedgeConfig, recent_ttfts_s: Sequence[float]) -> float
 
 
 class HedgeBudget:
-    """At most ``max_share`` of the last ``window_turns`` turns hedged.
+    """At most ``max_share`` of the last ``window_turns`` turns' worth of hedges.
 
     ``turn()`` counts every turn that could hedge (whether or not it does);
-    ``try_hedge()`` takes a hedge if the window has room. Hedges are counted
-    against the turns they belong to, so a burst of slow first tokens spends
-    the window and then waits for ordinary turns to refill it. With fewer
-    turns than the window seen yet, the allowance is the full window's
-    (``max_share x window_turns``), so a fresh replica can hedge at once.
+    ``try_hedge()`` takes a hedge if fewer than ``max_share x window_turns``
+    were taken while the last ``window_turns`` turns started. A hedge is
+    stamped with the turn count when it is taken, not tied to one turn, so
+    turns running side by side (whose hedge timers fire in any order) are
+    judged alike. A fresh replica has the whole allowance at once.
     """
 
     def __init__(self, max_share: float, window_turns: int = HEDGE_WINDOW_TURNS):
         self._allowed = max(1, int(max_share * window_turns))
-        self._window: deque[bool] = deque(maxlen=window_turns)  # per turn: hedged?
-        self._hedges = 0
+        self._window_turns = window_turns
+        self._turns = 0
+        self._hedged_at: deque[int] = deque()  # the turn count at each hedge, oldest first
 
     def turn(self) -> None:
-        if len(self._window) == self._window.maxlen and self._window[0]:
-            self._hedges -= 1
-        self._window.append(False)
+        self._turns += 1
 
     def can_hedge(self) -> bool:
         """Would ``try_hedge`` succeed now? (Spends nothing.)"""
-        return bool(self._window) and not self._window[-1] and self._hedges < self._allowed
+        return self._turns > 0 and self.hedges_in_window < self._allowed
 
     def try_hedge(self) -> bool:
-        """Spend one hedge on the latest turn, if the window allows it."""
+        """Spend one hedge, if the window allows it."""
         if not self.can_hedge():
             return False
-        self._window[-1] = True
-        self._hedges += 1
+        self._hedged_at.append(self._turns)
         return True
 
     @property
     def hedges_in_window(self) -> int:
-        return self._hedges
+        horizon = self._turns - self._window_turns
+        while self._hedged_at and self._hedged_at[0] <= horizon:
+            self._hedged_at.popleft()
+        return len(self._hedged_at)
