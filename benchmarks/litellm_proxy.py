@@ -16,13 +16,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import yaml
+
+from overhead import wait_ready
 
 __all__ = ["DEFAULT_VENV", "MASTER_KEY", "LiteLLMProxy", "ensure_litellm", "litellm_proxy", "openai_deployment"]
 
@@ -105,25 +105,11 @@ def litellm_proxy(
         start_new_session=True,
     )
     try:
-        _wait_ready(process, port, log_path)
+        wait_ready(process, f"http://127.0.0.1:{port}/health/liveliness", log_path, what="litellm", timeout_s=START_TIMEOUT_S)
         yield LiteLLMProxy(port, installed_version(venv))
     finally:
         _stop(process)
         log.close()
-
-
-def _wait_ready(process: subprocess.Popen, port: int, log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"litellm exited early; see {log_path}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health/liveliness", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise RuntimeError(f"litellm did not become ready in {START_TIMEOUT_S} s; see {log_path}")
 
 
 def _stop(process: subprocess.Popen) -> None:

@@ -87,7 +87,7 @@ def start_router(
             cwd=code_dir,
         )
     try:
-        _wait_healthy(process, port, log_path)
+        wait_ready(process, f"http://127.0.0.1:{port}/health", log_path)
     except BaseException:
         stop_router(process)
         if log_path.exists():
@@ -96,18 +96,26 @@ def start_router(
     return process
 
 
-def _wait_healthy(process: subprocess.Popen, port: int, log_path: Path, timeout_s: float = 240) -> None:
+def wait_ready(process: subprocess.Popen, url: str, log_path: Path, *, what: str = "router", timeout_s: float = 240) -> None:
+    """Poll ``url`` until it answers 200, the process exits, or time runs out."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"router exited early; see {log_path}")
+            raise RuntimeError(f"{what} exited early; see {log_path}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+            if httpx.get(url, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(1)
-    raise RuntimeError(f"router did not become healthy in {timeout_s:g} s; see {log_path}")
+    raise RuntimeError(f"{what} did not become ready in {timeout_s:g} s; see {log_path}")
+
+
+def save_results(name: str, report: dict, text: str) -> None:
+    """``benchmarks/results/<name>.json`` (everything) and ``.md`` (the table)."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2))
+    (RESULTS / f"{name}.md").write_text(f"Measured {report['when']} on {os.cpu_count()} cores.\n\n{text}\n")
 
 
 def stop_router(process: subprocess.Popen) -> None:
@@ -198,9 +206,7 @@ def main() -> int:
     }
     text = table(rows)
     print(text)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(report, indent=2))
-    (RESULTS / f"{args.out}.md").write_text(f"Measured {report['when']} on {os.cpu_count()} cores.\n\n{text}\n")
+    save_results(args.out, report, text)
     return 0
 
 

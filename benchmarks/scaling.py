@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import signal
@@ -47,7 +46,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loadgen import _pct, run_load, summarize  # noqa: E402
-from overhead import free_port, start_router, stop_router, write_config  # noqa: E402
+from overhead import free_port, save_results, start_router, stop_router, write_config  # noqa: E402
 from procstats import cpu_s_between, sample_tree  # noqa: E402
 
 from simprovider import start_simulator  # noqa: E402
@@ -259,9 +258,7 @@ def main() -> int:
         sections.append(f"One LatencyTracker actor, {args.tracker_s:g} s per row:\n\n{tracker_table(report['tracker'])}\n\n{TRACKER_CAVEAT}")
     text = "\n\n".join(sections)
     print(f"\n{text}")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(report, indent=2))
-    (RESULTS / f"{args.out}.md").write_text(f"Measured {report['when']} on {os.cpu_count()} cores.\n\n{text}\n")
+    save_results(args.out, report, text)
     return 0
 
 
