@@ -20,8 +20,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from typing import Any
 
 from router.catalog import Price, TurnCost, turn_cost
@@ -43,79 +42,13 @@ from router.response_cache import CachedTurn, TurnRecorder, entry_from_completio
 from router.outcome import AttemptOutcome, OutcomeKind, TurnStarted, outcome_kind_of
 from router.sse import DONE_EVENT, SSEDecoder, encode_json
 from router.stream_watch import StreamWatch, Usage
-from turnlog import AttemptRecord, TurnRecord
+from turnlog import TurnRecord
 
 from deployments.relay import ContinuationRelay, PassThroughRelay
+from deployments.turn_state import TurnFailure, TurnHead, TurnRequest, TurnState, turn_record
 from deployments.upstream import UpstreamPool
 
 __all__ = ["TurnHead", "TurnFailure", "TurnRequest", "TurnRunner"]
-
-
-@dataclass(slots=True, frozen=True)
-class TurnHead:
-    """The stream has started on ``endpoint``: the ingress may send headers."""
-
-    endpoint: str
-    provider: str
-    model: str
-    caller_received_at: float  # wall clock, s: when the caller got the turn
-    upstream_ttft_s: float  # from the served attempt's start to its first token
-
-
-@dataclass(slots=True, frozen=True)
-class TurnFailure:
-    """No endpoint could start the turn: the OpenAI error to send, as is."""
-
-    http_status: int
-    error: dict[str, Any]
-
-
-@dataclass(slots=True, frozen=True)
-class TurnRequest:
-    """What the ingress hands the caller for one turn."""
-
-    request_id: str
-    group: str
-    endpoints: tuple[str, ...]
-    max_attempts: int
-    body: dict[str, Any]
-    stream: bool
-    include_usage: bool
-    received_at: float = field(default_factory=time.time)  # wall clock, s
-    api_key_id: str | None = None  # the key's name, never the key
-    tags: tuple[str, ...] = ()  # the tags the turn asked for
-    store_messages: bool = False  # copy the conversation into the turn log (off: privacy)
-    cache_key: str | None = None  # fill the response cache under this key when the turn ends well
-    hedge_after_s: float | None = None  # the plan's hedge delay (None: no hedge)
-    request_error_endpoints: tuple[str, ...] = ()  # where a request the upstream rejects goes next
-    reserved: bool = True  # the plan counted its first endpoint in flight (else: report TurnStarted)
-
-
-@dataclass(slots=True)
-class _Turn:
-    """Accounting for one turn while it runs."""
-
-    request: TurnRequest
-    started_s: float
-    received_at: float = field(default_factory=time.time)  # wall clock, s
-    attempts: list[AttemptRecord] = field(default_factory=list)
-    outcomes: list[AttemptOutcome] = field(default_factory=list)
-    endpoint: str | None = None
-    ttft_s: float | None = None  # from the turn's start
-    attempt_ttft_s: float | None = None  # from the served attempt's start
-    usage: Usage | None = None
-    model: str | None = None
-    status: str = "error"
-    http_status: int = 502
-    error_type: str | None = None
-    text: str = ""  # the reply the client got (for a cost estimate without usage)
-    overhead_s: float | None = None  # router time before the first token left the caller
-    cache_entry: CachedTurn | None = None  # the non-streaming reply, for the response cache
-    errors: list[UpstreamError] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # parameters a provider dropped or changed
-    hedged: bool = False
-    lost_race: set[int] = field(default_factory=set)  # attempt indexes cancelled by a hedge's winner
-    losers: list[asyncio.Task] = field(default_factory=list)  # their tasks, settled before the record
 
 
 @dataclass(slots=True)
@@ -163,10 +96,10 @@ class TurnRunner:
         self._emit_record = emit_record
         self._clock = clock
 
-    def _begin(self, request: TurnRequest) -> _Turn:
+    def _begin(self, request: TurnRequest) -> TurnState:
         if not request.reserved and request.endpoints:
             self._report([TurnStarted(request.endpoints[0])])
-        return _Turn(request, self._clock())
+        return TurnState(request, self._clock())
 
     async def stream(self, request: TurnRequest) -> AsyncIterator[TurnHead | TurnFailure | bytes]:
         """A streaming turn: ``TurnHead`` or ``TurnFailure``, then SSE bytes."""
@@ -202,7 +135,7 @@ class TurnRunner:
         finally:
             self._finish(turn)
 
-    def _walk(self, turn: _Turn) -> PlanWalk:
+    def _walk(self, turn: TurnState) -> PlanWalk:
         request = turn.request
         total_s = self._config.model_groups[request.group].timeouts.total_s
         return PlanWalk(
@@ -214,7 +147,7 @@ class TurnRunner:
             clock=self._clock,
         )
 
-    async def _stream_turn(self, turn: _Turn):
+    async def _stream_turn(self, turn: TurnState):
         """Walk the plan. Before the first token, a failed attempt just moves
         on (hedged, if the group says so); after it, the group's ``midstream``
         policy decides: carry the turn over to the next endpoint and splice,
@@ -262,10 +195,10 @@ class TurnRunner:
         yield encode_json(last.to_openai())
         yield DONE_EVENT
 
-    def _watch(self, turn: _Turn, candidate: Candidate) -> StreamWatch:
+    def _watch(self, turn: TurnState, candidate: Candidate) -> StreamWatch:
         return StreamWatch(candidate.endpoint.name, forward_usage=turn.request.include_usage)
 
-    async def _first_token(self, turn: _Turn, candidate: Candidate, walk: PlanWalk, budget: HedgeBudget | None) -> _OpenAttempt:
+    async def _first_token(self, turn: TurnState, candidate: Candidate, walk: PlanWalk, budget: HedgeBudget | None) -> _OpenAttempt:
         """Open ``candidate`` and wait for its first token. With a hedge delay
         in the plan and room in the budget, a candidate with no first token
         by then gets the next one started beside it: the first to produce a
@@ -313,12 +246,12 @@ class TurnRunner:
                     task.cancel()
                     turn.losers.append(task)
 
-    async def _discard(self, turn: _Turn, attempt: _OpenAttempt) -> None:
+    async def _discard(self, turn: TurnState, attempt: _OpenAttempt) -> None:
         """Close a hedge racer that got its first token just after the winner."""
         await attempt.stack.aclose()
         self._attempt(turn, attempt.candidate, attempt.start_s, OutcomeKind.CANCELLED, ttft_s=attempt.ttft_s)
 
-    async def _open(self, turn: _Turn, candidate: Candidate, relay, request: dict) -> _OpenAttempt:
+    async def _open(self, turn: TurnState, candidate: Candidate, relay, request: dict) -> _OpenAttempt:
         """Send ``request`` to one endpoint and read up to its first content
         token, within the first-token deadline (which covers connect, headers
         and any preamble). A failure is recorded and raised as ``UpstreamError``;
@@ -353,7 +286,7 @@ class TurnRunner:
             raise
         return _OpenAttempt(candidate, relay, start_s, stack, chunks, first, self._clock() - start_s)
 
-    async def _forward(self, turn: _Turn, attempt: _OpenAttempt):
+    async def _forward(self, turn: TurnState, attempt: _OpenAttempt):
         """The opened attempt's stream: ``TurnHead`` first if this is the
         turn's first stream, then the bytes to forward, within the turn's
         deadline. Records the attempt; a failure raises ``UpstreamError``."""
@@ -364,7 +297,7 @@ class TurnRunner:
             async with attempt.stack, asyncio.timeout_at(loop.time() + max(0.0, candidate.deadline_s - self._clock())):
                 if turn.endpoint is None:
                     turn.ttft_s, turn.attempt_ttft_s = self._clock() - turn.started_s, attempt.ttft_s
-                    turn.overhead_s = self._overhead_s(turn)
+                    turn.overhead_s = turn.router_time_s()
                     turn.model = relay.watch.model or endpoint.model
                     yield TurnHead(endpoint.name, endpoint.provider, turn.model, turn.received_at, attempt.ttft_s)
                 turn.endpoint = endpoint.name
@@ -388,7 +321,7 @@ class TurnRunner:
             raise
         self._attempt(turn, candidate, attempt.start_s, OutcomeKind.OK, ttft_s=attempt.ttft_s)
 
-    async def _complete_turn(self, turn: _Turn) -> tuple[TurnHead, bytes] | TurnFailure:
+    async def _complete_turn(self, turn: TurnState) -> tuple[TurnHead, bytes] | TurnFailure:
         walk = self._walk(turn)
         while (candidate := walk.next()) is not None:
             endpoint = candidate.endpoint
@@ -409,7 +342,7 @@ class TurnRunner:
             else:
                 now = self._clock()
                 turn.ttft_s, turn.attempt_ttft_s = now - turn.started_s, now - start_s
-                turn.overhead_s = self._overhead_s(turn)
+                turn.overhead_s = turn.router_time_s()
                 turn.endpoint, turn.model = endpoint.name, completion.get("model") or endpoint.model
                 turn.usage, turn.status, turn.http_status = Usage.from_dict(completion.get("usage")), "ok", 200
                 turn.text = _completion_text(completion)
@@ -423,7 +356,7 @@ class TurnRunner:
                 break
         return self._fail(turn)
 
-    def _request_body(self, turn: _Turn, codec: ProviderCodec, request: dict[str, Any], endpoint: EndpointConfig, *, stream: bool) -> bytes:
+    def _request_body(self, turn: TurnState, codec: ProviderCodec, request: dict[str, Any], endpoint: EndpointConfig, *, stream: bool) -> bytes:
         """The provider's body for this attempt, its notes (dropped or changed
         parameters) kept for the turn record; a request this provider cannot
         express fails this link only (another provider may serve it)."""
@@ -436,49 +369,16 @@ class TurnRunner:
                 turn.notes.append(note)
         return body
 
-    def _fail(self, turn: _Turn) -> TurnFailure:
+    def _fail(self, turn: TurnState) -> TurnFailure:
         failure = AllAttemptsFailed(turn.errors)
         turn.http_status, turn.error_type = failure.http_status, type(failure).__name__
         return TurnFailure(failure.http_status, failure.to_openai())
 
-    def _attempt(
-        self,
-        turn: _Turn,
-        candidate: Candidate,
-        start_s: float,
-        kind: OutcomeKind,
-        error: UpstreamError | None = None,
-        *,
-        ttft_s: float | None = None,
-    ) -> None:
-        duration_s = self._clock() - start_s
-        endpoint = candidate.endpoint.name
-        http_status = getattr(error, "status_code", None) if error else (200 if kind is OutcomeKind.OK else None)
-        if error is not None:
-            turn.errors.append(error)
-        turn.attempts.append(AttemptRecord(endpoint, kind.value, duration_s, http_status))
-        turn.outcomes.append(
-            AttemptOutcome(
-                endpoint,
-                kind,
-                duration_s,
-                ttft_s=ttft_s,
-                http_status=http_status,
-                retry_after_s=getattr(error, "retry_after_s", None),
-                fallback=candidate.index > 0,
-            )
-        )
+    def _attempt(self, turn: TurnState, candidate: Candidate, start_s: float, kind: OutcomeKind,
+                 error: UpstreamError | None = None, *, ttft_s: float | None = None) -> None:
+        turn.record_attempt(candidate, self._clock() - start_s, kind, error, ttft_s=ttft_s)
 
-    def _overhead_s(self, turn: _Turn) -> float:
-        """Time the router itself spent before the first token left the caller:
-        from the ingress receiving the turn, less the upstream's own time (the
-        failed attempts and the served attempt's time to first token). The
-        trip back out through the ingress is not in it (the ingress's
-        ``server-timing`` header shows that part)."""
-        upstream_s = sum(a.duration_s for a in turn.attempts) + (turn.attempt_ttft_s or 0.0)
-        return max(0.0, time.time() - turn.request.received_at - upstream_s)
-
-    def _cost(self, turn: _Turn) -> TurnCost | None:
+    def _cost(self, turn: TurnState) -> TurnCost | None:
         price = self._prices.get(turn.endpoint) if turn.endpoint else None
         if price is None or turn.status != "ok":
             return None
@@ -492,42 +392,12 @@ class TurnRunner:
             completion_text=turn.text,
         )
 
-    def _finish(self, turn: _Turn) -> None:
+    def _finish(self, turn: TurnState) -> None:
         self._report(turn.outcomes)
         if turn.cache_entry is not None and turn.request.cache_key:
             self._cache_put(turn.request.cache_key, turn.cache_entry)
-        usage = turn.usage
-        cost = self._cost(turn)
-        endpoint_config = self._endpoints[turn.endpoint][0] if turn.endpoint else None
-        self._emit_record(
-            TurnRecord(
-                request_id=turn.request.request_id,
-                timestamp=datetime.fromtimestamp(turn.request.received_at, tz=timezone.utc),
-                model_group=turn.request.group,
-                endpoint=turn.endpoint,
-                provider=endpoint_config.provider if endpoint_config else None,
-                model=turn.model,
-                streamed=turn.request.stream,
-                status=turn.status,
-                http_status=turn.http_status,
-                error_type=turn.error_type,
-                ttft_s=turn.ttft_s,
-                total_s=self._clock() - turn.started_s,
-                prompt_tokens=usage.prompt_tokens if usage else (cost.prompt_tokens if cost else None),
-                completion_tokens=usage.completion_tokens if usage else (cost.completion_tokens if cost else None),
-                total_tokens=usage.total_tokens if usage else None,
-                attempts=turn.attempts,
-                fallback_count=max(0, len(turn.attempts) - 1),
-                api_key_id=turn.request.api_key_id,
-                cost_usd=cost.usd if cost else None,
-                cost_estimated=cost.estimated if cost else False,
-                gateway_overhead_s=turn.overhead_s,
-                tags=list(turn.request.tags),
-                messages_json=json.dumps(turn.request.body.get("messages")) if turn.request.store_messages else None,
-                hedged=turn.hedged,
-                request_notes=list(turn.notes),
-            )
-        )
+        provider = self._endpoints[turn.endpoint][0].provider if turn.endpoint else None
+        self._emit_record(turn_record(turn, provider=provider, cost=self._cost(turn), total_s=self._clock() - turn.started_s))
 
 
 async def _read_to_first_content(chunks: AsyncIterator[bytes], relay) -> bytes:
