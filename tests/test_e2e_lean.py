@@ -59,6 +59,15 @@ def routing(url: str) -> dict:
     return httpx.get(f"{url}/v1/routing", timeout=10).json()["endpoints"]
 
 
+def tracker_in_flight(endpoint: str) -> int:
+    # Straight from the tracker actor, not through the ingress that is
+    # serving the turn being watched.
+    import ray
+
+    tracker = ray.get_actor("nemo-tracker-lean", namespace="nemo-router")
+    return ray.get(tracker.snapshot.remote(), timeout=10)[endpoint]["in_flight"]
+
+
 def test_the_lean_app_has_no_caller_deployment_and_streams_through_the_official_client(lean_router):
     from openai import OpenAI
     from ray import serve
@@ -106,24 +115,26 @@ def test_failover_works_in_process(lean_router):
 
 def test_a_turn_in_flight_is_visible_to_the_tracker_and_a_hang_up_closes_the_upstream(lean_router, simulator):
     url, turn_log = lean_router
-    request_id = f"lean-cancel-{uuid.uuid4().hex[:8]}"
     with httpx.Client(timeout=10) as client:
-        for _ in range(2):  # the first turn of a kind plans with the tracker; the second uses the snapshot
+        for turn in ("planned", "from the snapshot"):  # the first turn of a kind plans with the tracker
+            request_id = f"lean-cancel-{uuid.uuid4().hex[:8]}"
             with client.stream("POST", f"{url}/v1/chat/completions", json={"model": "lean-long", "messages": USER, "stream": True},
                                headers={"x-request-id": request_id}) as response:
                 assert response.headers["x-nemo-endpoint"] == "lean-slow"
-                next(response.iter_lines())
-                deadline = time.monotonic() + 3
-                while time.monotonic() < deadline and routing(url)["lean-slow"]["in_flight"] < 1:
-                    time.sleep(0.05)
-                assert routing(url)["lean-slow"]["in_flight"] == 1
-            # Hung up after one piece of a 6 s stream: the upstream is closed.
+                # Keep reading, as a voice client does, and look at the
+                # tracker between words (a piece every 200 ms).
+                seen, deadline = [], time.monotonic() + 3
+                for _ in response.iter_lines():
+                    seen.append(tracker_in_flight("lean-slow"))
+                    if seen[-2:] == [1, 1] or time.monotonic() > deadline:
+                        break
+                assert seen[-2:] == [1, 1], f"turn {turn}: in flight {seen}"
+            # Hung up in the middle of a 6 s stream: the upstream is closed.
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline and simulator.stats()["lean-slow"]["in_flight"] > 0:
                 time.sleep(0.05)
             assert simulator.stats()["lean-slow"]["in_flight"] == 0
-            request_id = f"lean-cancel-{uuid.uuid4().hex[:8]}"
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and routing(url)["lean-slow"]["in_flight"] != 0:
+    while time.monotonic() < deadline and tracker_in_flight("lean-slow") != 0:
         time.sleep(0.1)
-    assert routing(url)["lean-slow"]["in_flight"] == 0
+    assert tracker_in_flight("lean-slow") == 0
