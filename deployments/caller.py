@@ -53,9 +53,11 @@ class ProviderCaller:
             prices=prices, cache_put=cache_put, cache_entry_bytes=config.cache.max_entry_bytes,
         )
 
-    @property
-    def runner(self) -> TurnRunner:
-        return self._runner
+    def open_stream(self, request: TurnRequest) -> CoalescingStream:
+        """The turn running in a task of its own, read with coalescing: pieces
+        that pile up while this replica is busy leave as one (one Ray object,
+        or one socket write in the ingress; ``deployments.coalesce``)."""
+        return CoalescingStream(self._runner.stream(request))
 
     def _emit(self, record) -> None:
         if self._metrics is not None:
@@ -64,9 +66,7 @@ class ProviderCaller:
             self._writer.emit(record)
 
     async def stream_turn(self, request: TurnRequest) -> AsyncIterator[TurnHead | TurnFailure | bytes]:
-        # Coalesced: pieces that pile up while this replica is busy cross to
-        # the ingress as one Ray object (deployments.coalesce).
-        stream = CoalescingStream(self._runner.stream(request))
+        stream = self.open_stream(request)
         try:
             async for item in stream:
                 yield item

@@ -42,7 +42,7 @@ class LocalDispatch:
     def stream(self, turn) -> CoalescingStream:
         """The turn in a task of its own, read with coalescing; ``cancel()``
         ends it as the remote stream's does."""
-        return CoalescingStream(self._caller.runner.stream(turn))
+        return self._caller.open_stream(turn)
 
     async def complete(self, turn):
         return await self._caller.complete_turn(turn)

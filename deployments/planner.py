@@ -68,17 +68,19 @@ class Planner:
                 self._refreshing.add(key)
                 asyncio.ensure_future(self._refresh(key))
             return plan, False
-        return await self._ask(key, reserve=True), True
+        return await self._ask(key, reserve=True)
 
-    async def _ask(self, key: tuple, *, reserve: bool) -> AttemptPlan:
-        """One call to the tracker; on failure the last plan or a local one."""
+    async def _ask(self, key: tuple, *, reserve: bool) -> tuple[AttemptPlan, bool]:
+        """One call to the tracker, and whether it counted the plan's first
+        endpoint in flight; on failure the last plan or a local one, which
+        nobody counted (the caller reports the turn as started instead)."""
         group, tags, has_tools, stream = key
         options = {"required_tags": tags, "has_tools": has_tools, "stream": stream}
         try:
             async with asyncio.timeout(TRACKER_TIMEOUT_S):
                 plan = await self.tracker().plan.remote(group, reserve=reserve, **options)
             self._last_plans[key] = (plan, self._clock())
-            return plan
+            return plan, reserve
         except RayTaskError as exc:
             if isinstance(exc.cause, RouterError):
                 raise exc.cause from None
@@ -87,7 +89,7 @@ class Planner:
             log.warning("tracker unavailable; using the last known plan", exc_info=True)
             self._tracker = None
         last = self._last_plans.get(key)
-        return last[0] if last else self._local_state.plan(group, **options)
+        return (last[0] if last else self._local_state.plan(group, **options)), False
 
     async def _refresh(self, key: tuple) -> None:
         try:

@@ -204,14 +204,16 @@ class TurnRunner:
         by then gets the next one started beside it: the first to produce a
         content token wins, the other is cancelled at once. Raises the last
         ``UpstreamError`` if every attempt started here failed."""
-        body = turn.request.body
+        def open_fresh(c: Candidate):
+            return self._open(turn, c, PassThroughRelay(self._watch(turn, c)), turn.request.body)
+
         hedge_after_s = turn.request.hedge_after_s
         if budget is None or hedge_after_s is None:
-            return await self._open(turn, candidate, PassThroughRelay(self._watch(turn, candidate)), body)
+            return await open_fresh(candidate)
         racers: dict[asyncio.Task, Candidate] = {}
 
         def start(c: Candidate) -> None:
-            racers[asyncio.ensure_future(self._open(turn, c, PassThroughRelay(self._watch(turn, c)), body))] = c
+            racers[asyncio.ensure_future(open_fresh(c))] = c
 
         errors: list[UpstreamError] = []
         won = False
