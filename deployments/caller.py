@@ -25,7 +25,7 @@ from deployments.coalesce import CoalescingStream
 from deployments.metrics_hub import MetricsReporter
 from deployments.reporter import OutcomeReporter
 from deployments.turn_runner import TurnFailure, TurnHead, TurnRequest, TurnRunner
-from deployments.upstream import UpstreamPool, resolve_api_keys
+from deployments.upstream import resolve_api_keys, upstream_pool
 
 __all__ = ["ProviderCaller"]
 
@@ -35,7 +35,7 @@ class ProviderCaller:
         endpoints = [e for g in config.model_groups.values() for e in g.endpoints]
         # Keys are read once, here, at replica start-up; they live only in
         # the pool's request headers.
-        self._pool = UpstreamPool(resolve_api_keys(endpoints, os.environ))
+        self._pool = upstream_pool(config.deployments.upstream_client, resolve_api_keys(endpoints, os.environ))
         tracker = ray.get_actor(config.deployments.tracker_name, namespace=config.deployments.tracker_namespace)
         self._reporter = OutcomeReporter(tracker.report.remote, config.deployments.report_interval_s)
         self._writer = _turn_log_writer(config, os.environ)

@@ -3,15 +3,17 @@
 ``per-turn`` (default, the design card's shape): one ``plan`` call to the
 tracker per turn, which ranks the endpoints and counts the first one in
 flight at once. ``snapshot`` (``deployments.planning: snapshot``): the
-replica reuses the tracker's latest plan for the same kind of turn while it
-is younger than ``snapshot_interval_s``, refreshing it in the background,
-and the caller tells the tracker which endpoint each turn went to, in its
-batched outcome reports. That takes the tracker's round trip (about 2 ms here) off
-every turn, at the price of routing on signal up to one interval old:
-turns within one interval go to the same first endpoint, so least-busy
-spreads load only from one interval to the next. A snapshot-planned turn
-is counted in flight by its caller (``TurnStarted``), on the same ordered
-channel as its outcome, so the counts always balance.
+replica serves each turn from the tracker's latest plan for the same kind of
+turn, and refreshes those plans on a timer of its own every
+``snapshot_interval_s`` while turns of that kind keep coming
+(``router.plan_snapshots``); the caller tells the tracker which endpoint
+each turn went to, in its batched outcome reports. That takes the tracker's
+round trip (about 2 ms here) off every turn, at the price of routing on
+signal up to one interval old: turns within one interval go to the same
+first endpoint, so least-busy spreads load only from one interval to the
+next. A snapshot-planned turn is counted in flight by its caller
+(``TurnStarted``), on the same ordered channel as its outcome, so the
+counts always balance.
 
 Either way, if the tracker is unreachable the replica reuses the tracker's
 last plan for that kind of turn (or plans from configuration alone), so no
@@ -29,6 +31,7 @@ from ray.exceptions import RayError, RayTaskError
 
 from router.config import RouterConfig
 from router.errors import RouterError
+from router.plan_snapshots import SnapshotSchedule
 from router.routing_state import AttemptPlan, RoutingState
 
 __all__ = ["Planner", "TRACKER_TIMEOUT_S"]
@@ -49,8 +52,8 @@ class Planner:
         # The tracker's last plan per kind of turn, and when it came.
         self._last_plans: dict[tuple, tuple[AttemptPlan, float]] = {}
         options = config.deployments
-        self._snapshot_s = options.snapshot_interval_s if options.planning == "snapshot" else None
-        self._refreshing: set[tuple] = set()
+        self._snapshots = SnapshotSchedule(options.snapshot_interval_s) if options.planning == "snapshot" else None
+        self._refresher: asyncio.Task | None = None
 
     def tracker(self):
         if self._tracker is None:
@@ -62,13 +65,18 @@ class Planner:
         """The plan for one turn, and whether the tracker already counted its
         first endpoint in flight (False: the caller must say it started)."""
         key = (group, tags, has_tools, stream)
-        if self._snapshot_s is not None and key in self._last_plans:
-            plan, fetched_s = self._last_plans[key]
-            if self._clock() - fetched_s >= self._snapshot_s and key not in self._refreshing:
-                self._refreshing.add(key)
-                asyncio.ensure_future(self._refresh(key))
-            return plan, False
-        return await self._ask(key, reserve=True)
+        snapshots = self._snapshots
+        if snapshots is None:
+            return await self._ask(key, reserve=True)
+        now_s = self._clock()
+        if snapshots.warm(key, now_s):
+            snapshots.used(key, now_s)
+            return self._last_plans[key][0], False
+        plan = await self._ask(key, reserve=True)
+        snapshots.used(key, self._clock())
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.ensure_future(self._refresh_while_used())
+        return plan
 
     async def _ask(self, key: tuple, *, reserve: bool) -> tuple[AttemptPlan, bool]:
         """One call to the tracker, and whether it counted the plan's first
@@ -79,7 +87,10 @@ class Planner:
         try:
             async with asyncio.timeout(TRACKER_TIMEOUT_S):
                 plan = await self.tracker().plan.remote(group, reserve=reserve, **options)
-            self._last_plans[key] = (plan, self._clock())
+            now_s = self._clock()
+            self._last_plans[key] = (plan, now_s)
+            if self._snapshots is not None:
+                self._snapshots.fetched(key, now_s)
             return plan, reserve
         except RayTaskError as exc:
             if isinstance(exc.cause, RouterError):
@@ -91,10 +102,18 @@ class Planner:
         last = self._last_plans.get(key)
         return (last[0] if last else self._local_state.plan(group, **options)), False
 
+    async def _refresh_while_used(self) -> None:
+        """Every interval, a fresh plan for each kind of turn still in use;
+        ends when none is (an idle replica makes no tracker calls)."""
+        snapshots = self._snapshots
+        while snapshots.active:
+            await asyncio.sleep(snapshots.interval_s)
+            due = snapshots.due(self._clock())
+            if due:
+                await asyncio.gather(*(self._refresh(key) for key in due))
+
     async def _refresh(self, key: tuple) -> None:
         try:
             await self._ask(key, reserve=False)
         except RouterError:
             pass  # the next turn of this kind asks again, and gets the error itself
-        finally:
-            self._refreshing.discard(key)

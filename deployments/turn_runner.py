@@ -46,7 +46,6 @@ from turnlog import TurnRecord
 
 from deployments.relay import ContinuationRelay, PassThroughRelay
 from deployments.turn_state import TurnFailure, TurnHead, TurnRequest, TurnState, turn_record
-from deployments.upstream import UpstreamPool
 
 __all__ = ["TurnHead", "TurnFailure", "TurnRequest", "TurnRunner"]
 
@@ -68,7 +67,7 @@ class TurnRunner:
     def __init__(
         self,
         config: RouterConfig,
-        pool: UpstreamPool,
+        pool,  # deployments.upstream: open / chunks / read
         report: Callable[[list[AttemptOutcome]], None],
         emit_record: Callable[[TurnRecord], None],
         clock: Callable[[], float] = time.monotonic,
@@ -333,7 +332,7 @@ class TurnRunner:
                 body = self._request_body(turn, codec, turn.request.body, endpoint, stream=False)
                 async with asyncio.timeout(max(0.0, candidate.deadline_s - start_s)):
                     async with self._pool.open(endpoint, codec, body, candidate.timeouts, stream=False) as response:
-                        payload = await response.aread()
+                        payload = await self._pool.read(response, endpoint.name)
                 completion = codec.parse_response(payload, endpoint=endpoint.name)
                 if not codec.passthrough:
                     payload = json.dumps(completion, separators=(",", ":")).encode()

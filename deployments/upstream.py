@@ -1,6 +1,11 @@
-"""The network boundary to upstream providers: one pooled ``httpx.AsyncClient``
-per caller replica, and the translation of httpx's exceptions into the
-router's own (``router.errors``), done once, here.
+"""The network boundary to upstream providers: one pooled client per
+replica, and the translation of the client's exceptions into the router's
+own (``router.errors``), done once, at the boundary.
+
+``upstream_pool`` picks the client (``deployments.upstream_client``):
+aiohttp by default (``deployments.upstream_aiohttp``, the cheaper one per
+streamed piece), or httpx (``HttpxUpstreamPool``, here). Both give the same
+contract: ``open`` (a 2xx response, or a typed error), ``chunks``, ``read``.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from router.config import EndpointConfig, TimeoutConfig
 from router.errors import UpstreamConnectError, UpstreamDisconnected, UpstreamError, UpstreamTimeout
 from router.providers import ProviderCodec
 
-__all__ = ["UpstreamPool", "resolve_api_keys", "translate"]
+__all__ = ["HttpxUpstreamPool", "resolve_api_keys", "translate", "upstream_pool"]
 
 MAX_ERROR_BODY_BYTES = 16_384
 
@@ -28,7 +33,16 @@ def resolve_api_keys(endpoints: list[EndpointConfig], environ: Mapping[str, str]
     return keys
 
 
-class UpstreamPool:
+def upstream_pool(client: str, api_keys: Mapping[str, str]):
+    """The pooled upstream client named by ``deployments.upstream_client``."""
+    if client == "httpx":
+        return HttpxUpstreamPool(api_keys)
+    from deployments.upstream_aiohttp import AiohttpUpstreamPool
+
+    return AiohttpUpstreamPool(api_keys)
+
+
+class HttpxUpstreamPool:
     """Keeps connections to every upstream alive across turns (HTTP keep-alive),
     so a turn pays no TCP/TLS set-up."""
 
@@ -53,7 +67,13 @@ class UpstreamPool:
             "POST",
             endpoint.base_url.rstrip("/") + codec.path(endpoint.model, stream),
             content=body,
-            headers={"accept": "text/event-stream, application/json", **codec.headers(self._api_keys.get(endpoint.name))},
+            # identity: a compressed stream would have to be decompressed
+            # before any token could be forwarded.
+            headers={
+                "accept": "text/event-stream, application/json",
+                "accept-encoding": "identity",
+                **codec.headers(self._api_keys.get(endpoint.name)),
+            },
             timeout=httpx.Timeout(max(timeouts.first_token_s, timeouts.stall_s), connect=timeouts.connect_s),
         )
         response: httpx.Response | None = None
@@ -78,6 +98,13 @@ class UpstreamPool:
         try:
             async for raw in response.aiter_raw():
                 yield raw
+        except httpx.HTTPError as exc:
+            raise translate(exc, endpoint) from exc
+
+    @staticmethod
+    async def read(response: httpx.Response, endpoint: str) -> bytes:
+        try:
+            return await response.aread()
         except httpx.HTTPError as exc:
             raise translate(exc, endpoint) from exc
 

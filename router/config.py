@@ -101,7 +101,7 @@ class TimeoutConfig(_Frozen):
     and the attempt is abandoned for the next link. ``stall_s``: after the
     first token, the longest gap between reads before the stream counts as
     stalled (the socket read timeout is ``max(first_token_s, stall_s)``, since
-    one httpx timeout covers the headers and every read). ``total_s`` caps
+    one socket read timeout covers the headers and every read). ``total_s`` caps
     the whole turn, across every attempt.
     """
 
@@ -285,6 +285,9 @@ class DeploymentConfig(_Frozen):
     planning: Literal["per-turn", "snapshot"] = "per-turn"
     snapshot_interval_s: float = Field(default=0.05, gt=0)
     upstream_calls: Literal["caller", "ingress"] = "caller"
+    # The pooled HTTP client for upstream calls: aiohttp costs less per
+    # streamed piece than httpx (benchmarks/serve_floor.py).
+    upstream_client: Literal["aiohttp", "httpx"] = "aiohttp"
 
 
 class RouterConfig(_Frozen):

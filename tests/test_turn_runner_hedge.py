@@ -1,5 +1,5 @@
 """The turn runner's hedge race, without Ray: a real ``TurnRunner`` with its
-pooled httpx client against the simulated provider on loopback. Covers what
+pooled upstream client (the default, aiohttp) against the simulated provider on loopback. Covers what
 the end-to-end test cannot arrange cheaply: a primary that fails while the
 hedge is out, both racers failing, a client leaving mid-race, the budget."""
 
@@ -11,7 +11,7 @@ import time
 import pytest
 
 from deployments.turn_runner import TurnFailure, TurnHead, TurnRequest, TurnRunner
-from deployments.upstream import UpstreamPool
+from deployments.upstream import upstream_pool
 from router.config import parse_config
 from simprovider import start_simulator
 
@@ -41,7 +41,7 @@ def runner_for(sim, names, max_share=1.0, delay_s=0.1):
         "turn_log": {"sink": "none"},
     })
     records, outcomes = [], []
-    runner = TurnRunner(config, UpstreamPool({}), outcomes.extend, records.append)
+    runner = TurnRunner(config, upstream_pool(config.deployments.upstream_client, {}), outcomes.extend, records.append)
     plan = tuple(e["name"] for e in endpoints)
     request = TurnRequest("r1", "g", plan, len(plan), {"model": "g", "messages": [{"role": "user", "content": "hi"}]},
                           stream=True, include_usage=False, hedge_after_s=delay_s)
