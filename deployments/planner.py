@@ -49,8 +49,8 @@ class Planner:
         # Plans from configuration alone, for when the tracker is unreachable:
         # tags and breakers still apply, live latency does not.
         self._local_state = RoutingState(config)
-        # The tracker's last plan per kind of turn, and when it came.
-        self._last_plans: dict[tuple, tuple[AttemptPlan, float]] = {}
+        # The tracker's last plan per kind of turn (when it came: the schedule's).
+        self._last_plans: dict[tuple, AttemptPlan] = {}
         options = config.deployments
         self._snapshots = SnapshotSchedule(options.snapshot_interval_s) if options.planning == "snapshot" else None
         self._refresher: asyncio.Task | None = None
@@ -71,7 +71,7 @@ class Planner:
         now_s = self._clock()
         if snapshots.warm(key, now_s):
             snapshots.used(key, now_s)
-            return self._last_plans[key][0], False
+            return self._last_plans[key], False
         plan = await self._ask(key, reserve=True)
         snapshots.used(key, self._clock())
         if self._refresher is None or self._refresher.done():
@@ -87,10 +87,9 @@ class Planner:
         try:
             async with asyncio.timeout(TRACKER_TIMEOUT_S):
                 plan = await self.tracker().plan.remote(group, reserve=reserve, **options)
-            now_s = self._clock()
-            self._last_plans[key] = (plan, now_s)
+            self._last_plans[key] = plan
             if self._snapshots is not None:
-                self._snapshots.fetched(key, now_s)
+                self._snapshots.fetched(key, self._clock())
             return plan, reserve
         except RayTaskError as exc:
             if isinstance(exc.cause, RouterError):
@@ -100,7 +99,7 @@ class Planner:
             log.warning("tracker unavailable; using the last known plan", exc_info=True)
             self._tracker = None
         last = self._last_plans.get(key)
-        return (last[0] if last else self._local_state.plan(group, **options)), False
+        return (last if last is not None else self._local_state.plan(group, **options)), False
 
     async def _refresh_while_used(self) -> None:
         """Every interval, a fresh plan for each kind of turn still in use;
