@@ -19,7 +19,7 @@ from router.config import EndpointConfig, TimeoutConfig
 from router.errors import UpstreamConnectError, UpstreamDisconnected, UpstreamError, UpstreamTimeout
 from router.providers import ProviderCodec
 
-__all__ = ["HttpxUpstreamPool", "resolve_api_keys", "translate", "upstream_pool"]
+__all__ = ["HttpxUpstreamPool", "MAX_ERROR_BODY_BYTES", "request_headers", "resolve_api_keys", "translate", "upstream_pool"]
 
 MAX_ERROR_BODY_BYTES = 16_384
 
@@ -31,6 +31,17 @@ def resolve_api_keys(endpoints: list[EndpointConfig], environ: Mapping[str, str]
         if endpoint.api_key_env and environ.get(endpoint.api_key_env):
             keys[endpoint.name] = environ[endpoint.api_key_env]
     return keys
+
+
+def request_headers(codec: ProviderCodec, api_key: str | None) -> dict[str, str]:
+    """What every upstream request carries, whichever client sends it."""
+    return {
+        "accept": "text/event-stream, application/json",
+        # A compressed stream would have to be decompressed before any
+        # token could be forwarded.
+        "accept-encoding": "identity",
+        **codec.headers(api_key),
+    }
 
 
 def upstream_pool(client: str, api_keys: Mapping[str, str]):
@@ -67,13 +78,7 @@ class HttpxUpstreamPool:
             "POST",
             endpoint.base_url.rstrip("/") + codec.path(endpoint.model, stream),
             content=body,
-            # identity: a compressed stream would have to be decompressed
-            # before any token could be forwarded.
-            headers={
-                "accept": "text/event-stream, application/json",
-                "accept-encoding": "identity",
-                **codec.headers(self._api_keys.get(endpoint.name)),
-            },
+            headers=request_headers(codec, self._api_keys.get(endpoint.name)),
             timeout=httpx.Timeout(max(timeouts.first_token_s, timeouts.stall_s), connect=timeouts.connect_s),
         )
         response: httpx.Response | None = None

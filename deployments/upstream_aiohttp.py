@@ -27,9 +27,9 @@ from router.config import EndpointConfig, TimeoutConfig
 from router.errors import UpstreamConnectError, UpstreamDisconnected, UpstreamError, UpstreamTimeout
 from router.providers import ProviderCodec
 
-__all__ = ["AiohttpUpstreamPool", "translate_aiohttp"]
+from deployments.upstream import MAX_ERROR_BODY_BYTES, request_headers
 
-MAX_ERROR_BODY_BYTES = 16_384
+__all__ = ["AiohttpUpstreamPool", "translate_aiohttp"]
 
 
 class AiohttpUpstreamPool:
@@ -64,14 +64,7 @@ class AiohttpUpstreamPool:
         ``read``). A response left unfinished closes its connection rather
         than returning it to the pool.
         """
-        headers = {
-            "accept": "text/event-stream, application/json",
-            # A compressed stream would have to be decompressed before any
-            # token could be forwarded.
-            "accept-encoding": "identity",
-            "content-type": "application/json",
-            **codec.headers(self._api_keys.get(endpoint.name)),
-        }
+        headers = request_headers(codec, self._api_keys.get(endpoint.name))
         timeout = aiohttp.ClientTimeout(
             total=None,
             connect=timeouts.connect_s,
