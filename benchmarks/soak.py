@@ -37,10 +37,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadgen import LoadResult, _assert_loopback, _one_turn, summarize  # noqa: E402
+from loadgen import TURN_TIMEOUT_S, LoadResult, assert_loopback, chat_body, load_session, one_turn, summarize  # noqa: E402
 from overhead import free_port, start_router, stop_router, write_config  # noqa: E402
 from procstats import memory_mb, sample_tree  # noqa: E402
 
@@ -48,27 +46,25 @@ from simprovider import start_simulator  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROVIDER = {"ttft_ms": 50, "token_interval_ms": 5, "tokens": 20}
-TURN_TIMEOUT_S = 30.0
 # Components shown per sample; every component is in the summary and the JSON.
 SAMPLE_COLUMNS = ("caller", "ingress", "tracker", "haproxy", "driver", "raylet", "gcs")
 
 
 async def _drive(url: str, model: str, concurrency: int, stop_at: float, result: LoadResult) -> None:
     """``concurrency`` workers, each sending turns back to back until ``stop_at``."""
-    body = {"model": model, "messages": [{"role": "user", "content": "hello there"}], "stream": True}
-    limits = httpx.Limits(max_connections=concurrency + 5, max_keepalive_connections=concurrency + 5)
-    async with httpx.AsyncClient(timeout=TURN_TIMEOUT_S, limits=limits) as client:
+    body = chat_body(model)
+    async with load_session(concurrency) as session:
 
         async def worker() -> None:
             while time.monotonic() < stop_at:
-                await _one_turn(client, url, body, result)
+                await one_turn(session, url, body, result)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
 async def soak(base_url: str, router_pid: int, args: argparse.Namespace) -> tuple[list[dict], LoadResult]:
     """Drive the load and sample the tree; the samples, and every turn."""
-    _assert_loopback(base_url)
+    assert_loopback(base_url)
     url = base_url.rstrip("/") + "/chat/completions"
     result = LoadResult()
     start = time.monotonic()
