@@ -3,6 +3,7 @@ provider-caller replica inside Ray Serve."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -93,9 +94,33 @@ def test_client_disconnect_cancels_the_upstream_call_and_is_recorded(router, sim
     assert record["total_s"] < 9  # ended with the client, not after 50 tokens at 200 ms
 
 
-def test_a_fallback_chain_across_groups_is_one_clean_stream_and_every_attempt_is_logged(client, turn_log_path):
-    import json
+def test_a_client_that_pauses_mid_stream_is_not_taken_for_a_disconnect(router, turn_log_path):
+    # The counterpart of the test above: a client that stops reading for a
+    # while (a TTS engine catching up), on the first turn of a fresh
+    # connection, still gets the whole stream, and the turn is logged ok.
+    import httpx
 
+    request_id = f"test-pause-{uuid.uuid4().hex[:8]}"
+    with httpx.Client(base_url=router, timeout=10, headers=AUTH) as client:
+        with client.stream(
+            "POST",
+            "/v1/chat/completions",
+            json={"model": "voice-fast", "messages": USER, "stream": True},
+            headers={"x-request-id": request_id},
+        ) as response:
+            lines = response.iter_lines()
+            first = next(lines)
+            time.sleep(1.5)  # the stream ends upstream meanwhile
+            data = [first, *(line for line in lines if line.startswith("data: "))]
+    assert data[-1] == "data: [DONE]"
+    record = wait_for_records(turn_log_path, {request_id})[request_id]
+    assert record["status"] == "ok"
+    chunks = [json.loads(d[6:]) for d in data[:-1]]
+    words = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices"))
+    assert words.split() == [f"w{i}" for i in range(1, record["completion_tokens"] + 1)]
+
+
+def test_a_fallback_chain_across_groups_is_one_clean_stream_and_every_attempt_is_logged(client, turn_log_path):
     request_id = f"test-chain-{uuid.uuid4().hex[:8]}"
     started = time.monotonic()
     with client.stream(
