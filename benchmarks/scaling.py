@@ -155,7 +155,7 @@ async def plans_at(tracker, in_flight: int, duration_s: float) -> dict:
     async def caller() -> None:
         while time.monotonic() < deadline:
             start = time.perf_counter()
-            plan = await tracker.plan.remote(TRACKER_GROUP)
+            plan = await tracker.plan.remote((TRACKER_GROUP, (), False, True, True))  # a PlanRequest
             latencies_s.append(time.perf_counter() - start)
             outcomes.append(AttemptOutcome(plan.endpoints[0], OutcomeKind.OK, TRACKER_TURN_S, ttft_s=TRACKER_TTFT_S))
             if len(outcomes) >= REPORT_EVERY_PLANS:

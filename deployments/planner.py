@@ -83,10 +83,9 @@ class Planner:
         endpoint in flight; on failure the last plan or a local one, which
         nobody counted (the caller reports the turn as started instead)."""
         group, tags, has_tools, stream = key
-        options = {"required_tags": tags, "has_tools": has_tools, "stream": stream}
         try:
             async with asyncio.timeout(TRACKER_TIMEOUT_S):
-                plan = await self.tracker().plan.remote(group, reserve=reserve, **options)
+                plan = await self.tracker().plan.remote((group, tags, has_tools, stream, reserve))
             self._last_plans[key] = plan
             if self._snapshots is not None:
                 self._snapshots.fetched(key, self._clock())
@@ -99,7 +98,9 @@ class Planner:
             log.warning("tracker unavailable; using the last known plan", exc_info=True)
             self._tracker = None
         last = self._last_plans.get(key)
-        return (last if last is not None else self._local_state.plan(group, **options)), False
+        if last is None:
+            last = self._local_state.plan(group, required_tags=tags, has_tools=has_tools, stream=stream)
+        return last, False
 
     async def _refresh_while_used(self) -> None:
         """Every interval, a fresh plan for each kind of turn still in use;

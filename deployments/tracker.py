@@ -14,16 +14,23 @@ from router.outcome import AttemptOutcome, OutcomeKind, TurnStarted
 from router.routing_state import AttemptPlan, RoutingState
 from deployments.named_actor import named_actor
 
-__all__ = ["LatencyTracker", "get_or_create_tracker"]
+__all__ = ["LatencyTracker", "PlanRequest", "get_or_create_tracker"]
+
+# One plain tuple, not five arguments: Ray serializes each argument of a call
+# on its own, and a plain tuple of plain values is its cheapest case. Measured
+# here from asyncio, per call p50: five keyword arguments 1.75 to 2.5 ms, one
+# plain tuple 1.2 to 1.4 ms, a NamedTuple 3.2 ms or more (pickled).
+PlanRequest = tuple[str, tuple[str, ...], bool, bool, bool]
 
 
 class LatencyTracker:
     def __init__(self, config: RouterConfig):
         self._state = RoutingState(config)
 
-    def plan(
-        self, group: str, *, required_tags: tuple[str, ...] = (), has_tools: bool = False, stream: bool = True, reserve: bool = True
-    ) -> AttemptPlan:
+    def plan(self, request: PlanRequest) -> AttemptPlan:
+        """``request``: ``(group, required_tags, has_tools, stream, reserve)``
+        (see ``RoutingState.plan``)."""
+        group, required_tags, has_tools, stream, reserve = request
         return self._state.plan(group, required_tags=required_tags, has_tools=has_tools, stream=stream, reserve=reserve)
 
     def report(self, outcomes: list[AttemptOutcome | TurnStarted]) -> None:

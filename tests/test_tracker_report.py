@@ -20,7 +20,7 @@ def in_flight(t, name):
 
 def test_a_snapshot_turn_is_in_flight_from_its_start_until_its_outcome():
     t = tracker()
-    assert t.plan("g", reserve=False).endpoints[0] == "a"
+    assert t.plan(("g", (), False, True, False)).endpoints[0] == "a"
     assert in_flight(t, "a") == 0  # ranking only
     t.report([TurnStarted("a")])
     assert in_flight(t, "a") == 1
@@ -37,7 +37,7 @@ def test_start_and_outcome_in_one_batch_balance():
 
 def test_a_fallback_attempt_is_counted_and_released_by_its_own_report():
     t = tracker()
-    t.plan("g")  # counts a
+    t.plan(("g", (), False, True, True))  # counts a
     t.report([
         AttemptOutcome("a", OutcomeKind.UPSTREAM_ERROR, 0.01, http_status=503),
         AttemptOutcome("b", OutcomeKind.OK, 0.2, ttft_s=0.05, fallback=True),
