@@ -3,10 +3,12 @@ provider-caller replica inside Ray Serve."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
 
+import httpx
 import pytest
 from helpers import AUTH, wait_for_records
 
@@ -63,23 +65,28 @@ def test_every_turn_is_recorded_with_its_fields(client, turn_log_path):
     assert failed["endpoint"] is None and len(failed["attempts"]) == 2
 
 
-def test_client_disconnect_cancels_the_upstream_call_and_is_recorded(router, simulator, turn_log_path):
-    import httpx
+@contextlib.contextmanager
+def _fresh_stream(router: str, request_id: str):
+    """A streamed voice-fast turn on a connection of its own."""
+    with httpx.Client(base_url=router, timeout=10, headers=AUTH) as client:
+        with client.stream(
+            "POST",
+            "/v1/chat/completions",
+            json={"model": "voice-fast", "messages": USER, "stream": True},
+            headers={"x-request-id": request_id},
+        ) as response:
+            yield response
 
+
+def test_client_disconnect_cancels_the_upstream_call_and_is_recorded(router, simulator, turn_log_path):
     request_id = f"test-cancel-{uuid.uuid4().hex[:8]}"
     simulator.set_behavior("slow", ttft_ms=20, token_interval_ms=200, tokens=50)
     simulator.set_behavior("fast", failure="http_503")
     simulator.set_behavior("medium", failure="http_503")
     try:
-        with httpx.Client(base_url=router, timeout=10, headers=AUTH) as client:
-            with client.stream(
-                "POST",
-                "/v1/chat/completions",
-                json={"model": "voice-fast", "messages": USER, "stream": True},
-                headers={"x-request-id": request_id},
-            ) as response:
-                assert response.headers["x-nemo-endpoint"] == "sim-slow"
-                next(response.iter_lines())  # one piece, then hang up
+        with _fresh_stream(router, request_id) as response:
+            assert response.headers["x-nemo-endpoint"] == "sim-slow"
+            next(response.iter_lines())  # one piece, then hang up
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and simulator.stats()["slow"]["in_flight"] > 0:
             time.sleep(0.1)
@@ -98,20 +105,12 @@ def test_a_client_that_pauses_mid_stream_is_not_taken_for_a_disconnect(router, t
     # The counterpart of the test above: a client that stops reading for a
     # while (a TTS engine catching up), on the first turn of a fresh
     # connection, still gets the whole stream, and the turn is logged ok.
-    import httpx
-
     request_id = f"test-pause-{uuid.uuid4().hex[:8]}"
-    with httpx.Client(base_url=router, timeout=10, headers=AUTH) as client:
-        with client.stream(
-            "POST",
-            "/v1/chat/completions",
-            json={"model": "voice-fast", "messages": USER, "stream": True},
-            headers={"x-request-id": request_id},
-        ) as response:
-            lines = response.iter_lines()
-            first = next(lines)
-            time.sleep(1.5)  # the stream ends upstream meanwhile
-            data = [first, *(line for line in lines if line.startswith("data: "))]
+    with _fresh_stream(router, request_id) as response:
+        lines = response.iter_lines()
+        first = next(lines)
+        time.sleep(1.5)  # the stream ends upstream meanwhile
+        data = [first, *(line for line in lines if line.startswith("data: "))]
     assert data[-1] == "data: [DONE]"
     record = wait_for_records(turn_log_path, {request_id})[request_id]
     assert record["status"] == "ok"
