@@ -66,13 +66,13 @@ def test_every_turn_is_recorded_with_its_fields(client, turn_log_path):
 
 
 @contextlib.contextmanager
-def _fresh_stream(router: str, request_id: str):
-    """A streamed voice-fast turn on a connection of its own."""
+def _fresh_stream(router: str, request_id: str, model: str = "voice-fast"):
+    """A streamed turn on a connection of its own."""
     with httpx.Client(base_url=router, timeout=10, headers=AUTH) as client:
         with client.stream(
             "POST",
             "/v1/chat/completions",
-            json={"model": "voice-fast", "messages": USER, "stream": True},
+            json={"model": model, "messages": USER, "stream": True},
             headers={"x-request-id": request_id},
         ) as response:
             yield response
@@ -119,15 +119,10 @@ def test_a_client_that_pauses_mid_stream_is_not_taken_for_a_disconnect(router, t
     assert words.split() == [f"w{i}" for i in range(1, record["completion_tokens"] + 1)]
 
 
-def test_a_fallback_chain_across_groups_is_one_clean_stream_and_every_attempt_is_logged(client, turn_log_path):
+def test_a_fallback_chain_across_groups_is_one_clean_stream_and_every_attempt_is_logged(router, turn_log_path):
     request_id = f"test-chain-{uuid.uuid4().hex[:8]}"
     started = time.monotonic()
-    with client.stream(
-        "POST",
-        "/v1/chat/completions",
-        json={"model": "chain", "messages": USER, "stream": True},
-        headers={"x-request-id": request_id},
-    ) as response:
+    with _fresh_stream(router, request_id, model="chain") as response:
         assert response.status_code == 200
         assert response.headers["x-nemo-endpoint"] == "chain-ok"
         lines = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
