@@ -39,6 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -155,9 +156,11 @@ async def plans_at(tracker, in_flight: int, duration_s: float) -> dict:
     async def caller() -> None:
         while time.monotonic() < deadline:
             start = time.perf_counter()
-            plan = await tracker.plan.remote((TRACKER_GROUP, (), False, True, True))  # a PlanRequest
+            turn_id = uuid.uuid4().hex
+            plan = await tracker.plan.remote((TRACKER_GROUP, (), False, True, turn_id))  # a PlanRequest
             latencies_s.append(time.perf_counter() - start)
-            outcomes.append(AttemptOutcome(plan.endpoints[0], OutcomeKind.OK, TRACKER_TURN_S, ttft_s=TRACKER_TTFT_S))
+            outcomes.append(AttemptOutcome(plan.endpoints[0], OutcomeKind.OK, TRACKER_TURN_S, ttft_s=TRACKER_TTFT_S,
+                                           lease=(turn_id, 0)))
             if len(outcomes) >= REPORT_EVERY_PLANS:
                 tracker.report.remote(outcomes.copy())  # fire-and-forget, as the reporter does
                 outcomes.clear()

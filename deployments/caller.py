@@ -1,7 +1,8 @@
 """The provider-caller deployment: the replicas that talk to upstreams.
 
-A thin Ray Serve shell around ``TurnRunner``: it owns the pooled HTTP
-client, the outcome reporter and this replica's turn-log writer.
+A thin Ray Serve shell around ``router.turn.TurnRunner``: it owns the
+pooled HTTP client (the runner's transport), the channel that reports
+attempts to the tracker and this replica's turn-log writer.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ray import serve
 
 from router.catalog import endpoint_prices, load_catalog
 from router.config import RouterConfig
+from router.turn import TurnFailure, TurnHead, TurnRequest, TurnRunner, TurnState
 from turnlog import LocalParquetSink, S3ParquetSink, SpoolingSink, TurnLogWriter
 from turnlog.callbacks import FanoutSink
 from turnlog.datadog import DatadogExporter
@@ -24,7 +26,7 @@ from deployments.cache_actor import CACHE_ACTOR_NAME
 from deployments.coalesce import CoalescingStream
 from deployments.metrics_hub import MetricsReporter
 from deployments.reporter import OutcomeReporter
-from deployments.turn_runner import TurnFailure, TurnHead, TurnRequest, TurnRunner
+from deployments.turn_log import turn_record
 from deployments.upstream import resolve_api_keys, upstream_pool
 
 __all__ = ["ProviderCaller"]
@@ -49,7 +51,7 @@ class ProviderCaller:
             cache = ray.get_actor(CACHE_ACTOR_NAME, namespace=config.deployments.tracker_namespace)
             cache_put = cache.put.remote  # fire-and-forget, after the turn
         self._runner = TurnRunner(
-            config, self._pool, self._reporter.add, self._emit,
+            config, self._pool, self._reporter.add, self._emit_turn,
             prices=prices, cache_put=cache_put, cache_entry_bytes=config.cache.max_entry_bytes,
         )
 
@@ -58,6 +60,9 @@ class ProviderCaller:
         that pile up while this replica is busy leave as one (one Ray object,
         or one socket write in the ingress; ``deployments.coalesce``)."""
         return CoalescingStream(self._runner.stream(request))
+
+    def _emit_turn(self, turn: TurnState) -> None:
+        self._emit(turn_record(turn))
 
     def _emit(self, record) -> None:
         if self._metrics is not None:

@@ -8,7 +8,7 @@ same ``ProviderCaller`` in process, so no item crosses a boundary; it trades
 the callers' separate scaling for about 2-3 ms less per turn at idle and
 roughly half the CPU per streamed turn (benchmarks/compare.py). Both give
 the same items in the same order: a ``TurnHead`` or ``TurnFailure``, then
-SSE bytes (``deployments.turn_runner``).
+SSE bytes (``router.turn.runner``).
 """
 
 from __future__ import annotations

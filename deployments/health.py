@@ -21,7 +21,7 @@ import ray
 from router.config import EndpointConfig, HealthCheckConfig, RouterConfig
 from router.errors import UpstreamError
 from router.providers import codec_for
-from router.outcome import OutcomeKind, outcome_kind_of
+from router.outcome import OutcomeKind
 
 from deployments.upstream import resolve_api_keys, translate
 from deployments.named_actor import named_actor
@@ -40,14 +40,14 @@ async def probe_outcome(client: httpx.AsyncClient, endpoint: EndpointConfig, che
     try:
         response = await client.get(url, headers=codec.headers(api_key), timeout=check.timeout_s)
     except httpx.HTTPError as exc:
-        return outcome_kind_of(translate(exc, endpoint.name)), None
+        return translate(exc, endpoint.name).kind, None
     if response.status_code < 400 or response.status_code in (401, 403, 404, 405):
         # Reachable and answering: auth or a missing /models route says
         # nothing about whether it can serve turns.
         return OutcomeKind.OK, None
     retry_after = response.headers.get("retry-after")
     error: UpstreamError = codec.error_from_status(response.status_code, response.content, retry_after, endpoint=endpoint.name)
-    return outcome_kind_of(error), error.retry_after_s
+    return error.kind, error.retry_after_s
 
 
 class HealthProber:

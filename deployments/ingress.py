@@ -9,6 +9,7 @@ whose stream it forwards as it comes. Every error leaves as OpenAI's error objec
 
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -18,19 +19,23 @@ import ray
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
-from ray.exceptions import RayError
+from ray.exceptions import NodeDiedError, RayActorError, RayError, WorkerCrashedError
+from ray.serve.exceptions import ReplicaUnavailableError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from router.catalog import load_catalog, model_card
 from router.config import RouterConfig
 from router.keys import KeyInfo, KeyRing, RateLimited
 from turnlog.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
-from router.errors import InvalidRequest, ModelNotFound, PayloadTooLarge, TurnFailed
+from router.errors import InvalidRequest, ModelNotFound, PayloadTooLarge, TurnFailed, TurnInterrupted
 from router.openai_wire import parse_chat_request
 from router.response_cache import CachedTurn, cache_key, cache_requested, replay_completion, replay_sse
 from router.routing_state import check_eligible
-from router.sse import DONE_DATA, SSEDecoder
+from router.sse import DONE_DATA, DONE_EVENT, SSEDecoder, encode_json
 from router.tags import parse_tags
+from router.turn import TurnFailure, TurnHead, TurnRequest, TurnState, new_turn_id
+from router.turn.guard import TurnGuard
+from router.turn.resume import resume_point
 
 from deployments.cache_actor import CACHE_ACTOR_NAME, cache_hit_record
 from deployments.caller import ProviderCaller
@@ -38,7 +43,8 @@ from deployments.dispatch import LocalDispatch, RemoteDispatch
 from deployments.http_app import openai_api
 from deployments.keystore import KEYSTORE_NAME
 from deployments.planner import TRACKER_TIMEOUT_S, Planner
-from deployments.turn_runner import TurnFailure, TurnHead, TurnRequest
+from deployments.reporter import OutcomeReporter
+from deployments.turn_log import turn_record
 
 __all__ = ["Ingress", "ingress_deployment"]
 
@@ -52,14 +58,39 @@ api = openai_api()
 
 # Helpers come before the class: serve.ingress pickles the class when it is
 # decorated, capturing only the module globals defined by then.
-async def _forward(generator):
-    """Pass each piece on as it arrives; a client that goes away cancels the
-    caller's turn, which closes the upstream connection."""
-    try:
-        async for piece in generator:
-            yield piece
-    finally:
-        generator.cancel()
+# What the ingress sees when the provider-caller serving a turn is gone (its
+# process died, or Serve gave up on it): the turn is carried over or ended
+# cleanly, never left as a broken body.
+CALLER_LOST = (RayActorError, WorkerCrashedError, NodeDiedError, ReplicaUnavailableError)
+
+
+def _resumed(turn: TurnRequest, resume) -> TurnRequest:
+    """The same turn, carried over to another caller from ``resume``, under a
+    new turn id whose attempts that caller reports as it starts them."""
+    return dataclasses.replace(turn, turn_id=new_turn_id(), reserved=False, resume=resume)
+
+
+def _fresh(turn: TurnRequest) -> TurnRequest:
+    """The same turn, dispatched again from the start (nothing was sent)."""
+    return dataclasses.replace(turn, turn_id=new_turn_id(), reserved=False)
+
+
+def _item_bytes(item) -> bytes:
+    """A resumed turn's stream may carry a head (skipped) or, if every
+    endpoint failed before a word, a ``TurnFailure`` (sent as an error event)."""
+    if isinstance(item, TurnFailure):
+        return encode_json(item.error) + DONE_EVENT
+    return b""
+
+
+def _interrupted_record(turn: TurnRequest, head: TurnHead | None):
+    """The turn log's row for a turn whose caller was lost and could not be
+    replaced: written by the ingress, since the caller cannot."""
+    state = TurnState(turn, 0.0, error_type=TurnInterrupted.__name__, http_status=200 if head else 502)
+    if head is not None:
+        state.endpoint, state.provider, state.model = head.endpoint, head.provider, head.model
+    state.total_s = time.time() - turn.received_at
+    return turn_record(state)
 
 
 def _turn_headers(turn: TurnRequest, head: TurnHead, plan_s: float, first_item_s: float) -> dict[str, str]:
@@ -107,6 +138,9 @@ class Ingress:
         # replica calls upstreams itself (``deployments.upstream_calls: ingress``).
         self._dispatch = RemoteDispatch(caller) if caller is not None else LocalDispatch(ProviderCaller(config))
         self._planner = Planner(config)
+        # This replica's channel to the tracker for turns it closes itself
+        # (the client left, the dispatch failed, the caller died).
+        self._leases = OutcomeReporter(self._report_leases, config.deployments.report_interval_s)
         self._keys = KeyRing(config.auth)
         self._cache = None
         catalog = load_catalog()
@@ -170,11 +204,19 @@ class Ingress:
         ck, cached = await self._cache_lookup(raw, tags, key)
         if cached is not None:
             return self._replay(cached, chat, raw, request_id, received_at, key, tags)
-        turn, plan_s = await self._prepare(chat, raw, tags, request_id, received_at, key.key_id, cache_key=ck)
+        turn, plan_s, guard = await self._prepare(chat, raw, tags, request_id, received_at, key.key_id, cache_key=ck)
         cache_header = {"x-nemo-cache": "miss" if ck else "bypass"}
         if chat.stream:
-            return _with_headers(await self._stream(turn, plan_s), cache_header)
-        return _with_headers(await self._complete(turn, plan_s), cache_header)
+            return _with_headers(await self._stream(turn, plan_s, guard), cache_header)
+        return _with_headers(await self._complete(turn, plan_s, guard), cache_header)
+
+    def _report_leases(self, events: list) -> None:
+        self._planner.tracker().report.remote(events)
+
+    def _guard(self, turn: TurnRequest, generator=None) -> TurnGuard:
+        """The ingress's hold on the turn's leases; closing it also cancels
+        the caller's stream, if there is one."""
+        return TurnGuard(turn.turn_id, self._leases.add, generator.cancel if generator is not None else None)
 
     async def _cache_lookup(self, raw: dict, tags: tuple[str, ...], key: KeyInfo) -> tuple[str | None, CachedTurn | None]:
         """The cache key (None: not cached) and the entry if there is one. A
@@ -212,28 +254,23 @@ class Ingress:
 
     async def chat(self, body: dict, *, tags: tuple[str, ...] = (), request_id: str | None = None) -> dict:
         chat, raw = parse_chat_request(json.dumps({**body, "stream": False}).encode())
-        turn, _ = await self._prepare(chat, raw, _requested_tags(None, raw, tags), request_id or _new_request_id(), time.time())
-        result = await self._dispatch.complete(turn)
+        turn, _, guard = await self._prepare(chat, raw, _requested_tags(None, raw, tags), request_id or _new_request_id(), time.time())
+        result = await self._complete_once(turn, guard)
         if isinstance(result, TurnFailure):
             raise TurnFailed(result.http_status, result.error)
         return json.loads(result[1])
 
     async def chat_stream(self, body: dict, *, tags: tuple[str, ...] = (), request_id: str | None = None):
         chat, raw = parse_chat_request(json.dumps({**body, "stream": True}).encode())
-        turn, _ = await self._prepare(chat, raw, _requested_tags(None, raw, tags), request_id or _new_request_id(), time.time())
-        generator = self._dispatch.stream(turn)
+        turn, _, guard = await self._prepare(chat, raw, _requested_tags(None, raw, tags), request_id or _new_request_id(), time.time())
+        head, pieces = await self._open_stream(turn, guard)
+        if isinstance(head, TurnFailure):
+            raise TurnFailed(head.http_status, head.error)
         decoder = SSEDecoder()
-        try:
-            async for item in generator:
-                if isinstance(item, TurnFailure):
-                    raise TurnFailed(item.http_status, item.error)
-                if isinstance(item, TurnHead):
-                    continue
-                for event in decoder.feed(item):
-                    if event.data and event.data != DONE_DATA:
-                        yield json.loads(event.data)
-        finally:
-            generator.cancel()
+        async for item in pieces:
+            for event in decoder.feed(item):
+                if event.data and event.data != DONE_DATA:
+                    yield json.loads(event.data)
 
     async def _admit(self, key: KeyInfo) -> None:
         """The key's turns-per-minute limit, counted across every ingress
@@ -262,14 +299,22 @@ class Ingress:
         received_at: float,
         api_key_id: str | None = None,
         cache_key: str | None = None,
-    ) -> tuple[TurnRequest, float]:
-        """Validate the model and tags, plan with the tracker: the turn to run."""
+    ) -> tuple[TurnRequest, float, TurnGuard]:
+        """Validate the model and tags, plan with the tracker: the turn to
+        run, and the ingress's guard on its leases (made before the plan is
+        asked for, so a client leaving mid-plan still closes the turn)."""
         if chat.model not in self._config.model_groups:
             raise ModelNotFound(f"The model '{chat.model}' does not exist or is not served by this router", param="model")
         has_tools = bool(chat.tools)
         check_eligible(self._config, chat.model, tags, has_tools=has_tools)  # a clear 400 before any Ray call
         plan_start = time.perf_counter()
-        plan, reserved = await self._planner.plan(chat.model, tags=tags, has_tools=has_tools, stream=chat.stream)
+        turn_id = new_turn_id()
+        guard = TurnGuard(turn_id, self._leases.add)
+        try:
+            plan, reserved = await self._planner.plan(chat.model, tags=tags, has_tools=has_tools, stream=chat.stream, turn_id=turn_id)
+        except BaseException:
+            guard.close()
+            raise
         plan_s = time.perf_counter() - plan_start
         turn = TurnRequest(
             request_id=request_id,
@@ -287,8 +332,9 @@ class Ingress:
             hedge_after_s=plan.hedge_after_s,
             request_error_endpoints=plan.request_error_endpoints,
             reserved=reserved,
+            turn_id=turn_id,
         )
-        return turn, plan_s
+        return turn, plan_s, guard
 
     # -- helpers ------------------------------------------------------------
 
@@ -304,27 +350,108 @@ class Ingress:
                 raise PayloadTooLarge(f"request body exceeds {limit} bytes")
         return body
 
-    async def _stream(self, turn: TurnRequest, plan_s: float) -> Response:
+    async def _stream(self, turn: TurnRequest, plan_s: float, guard: TurnGuard) -> Response:
         dispatched = time.perf_counter()
-        generator = self._dispatch.stream(turn)
-        try:
-            head = await generator.__anext__()
-        except BaseException:
-            generator.cancel()
-            raise
+        head, pieces = await self._open_stream(turn, guard)
         if isinstance(head, TurnFailure):
             return JSONResponse(head.error, status_code=head.http_status)
         headers = {**SSE_HEADERS, **_turn_headers(turn, head, plan_s, time.perf_counter() - dispatched)}
-        return StreamingResponse(_forward(generator), media_type="text/event-stream", headers=headers)
+        return StreamingResponse(pieces, media_type="text/event-stream", headers=headers)
 
-    async def _complete(self, turn: TurnRequest, plan_s: float) -> Response:
+    async def _open_stream(self, turn: TurnRequest, guard: TurnGuard):
+        """Dispatch a streamed turn and wait for its first item: a
+        ``TurnFailure``, or a ``TurnHead`` and the stream of bytes to forward.
+        A caller lost before the head is replaced once (nothing was sent)."""
+        for attempt in range(2):
+            try:
+                generator = self._dispatch.stream(turn)
+            except BaseException:
+                guard.close()
+                raise
+            guard.on_close = generator.cancel
+            try:
+                head = await generator.__anext__()
+            except CALLER_LOST:
+                guard.close()
+                if attempt:
+                    raise
+                log.warning("provider-caller lost before the first token; dispatching the turn again", exc_info=True)
+                turn = _fresh(turn)
+                guard = self._guard(turn)
+                continue
+            except BaseException:
+                guard.close()
+                raise
+            if isinstance(head, TurnFailure):
+                guard.settle()  # the caller's turn ended, and reported, with this failure
+                return head, None
+            return head, self._relay(turn, head, generator, guard)
+        raise AssertionError("unreachable")
+
+    async def _relay(self, turn: TurnRequest, head: TurnHead, generator, guard: TurnGuard):
+        """Pass each piece on as it arrives. A client that goes away cancels
+        the caller's turn (which closes the upstream connection); a caller
+        lost mid-stream hands the turn to another caller, once, from exactly
+        what the client has, or ends it with an SSE error event and a record."""
+        forwarded: list[bytes] = []  # kept by reference, read only if the caller is lost
+        resumed = False
+        try:
+            while True:
+                try:
+                    async for piece in generator:
+                        if type(piece) is not bytes:
+                            piece = _item_bytes(piece)
+                            if not piece:
+                                continue
+                        forwarded.append(piece)
+                        yield piece
+                    guard.settle()
+                    return
+                except CALLER_LOST:
+                    guard.close()  # releases what the lost caller held
+                    resume = None if resumed else resume_point(forwarded)
+                    if resume is None:
+                        log.warning("provider-caller lost mid-stream; ending the turn with an error event", exc_info=True)
+                        self._dispatch.record(_interrupted_record(turn, head))
+                        yield encode_json(TurnInterrupted("the router lost the process serving this turn").to_openai())
+                        yield DONE_EVENT
+                        return
+                    log.warning("provider-caller lost mid-stream; carrying the turn over to another", exc_info=True)
+                    turn, resumed = _resumed(turn, resume), True
+                    generator = self._dispatch.stream(turn)
+                    guard = self._guard(turn, generator)
+        finally:
+            guard.close()  # the client left, or anything else: a no-op once settled
+
+    async def _complete(self, turn: TurnRequest, plan_s: float, guard: TurnGuard) -> Response:
         dispatched = time.perf_counter()
-        result = await self._dispatch.complete(turn)
+        result = await self._complete_once(turn, guard)
         if isinstance(result, TurnFailure):
             return JSONResponse(result.error, status_code=result.http_status)
         head, payload = result
         headers = _turn_headers(turn, head, plan_s, time.perf_counter() - dispatched)
         return Response(payload, media_type="application/json", headers=headers)
+
+    async def _complete_once(self, turn: TurnRequest, guard: TurnGuard):
+        """A non-streamed turn; a caller lost on the way is replaced once
+        (the client has nothing yet)."""
+        for attempt in range(2):
+            try:
+                result = await self._dispatch.complete(turn)
+            except CALLER_LOST:
+                guard.close()
+                if attempt:
+                    raise
+                log.warning("provider-caller lost during a turn; dispatching it again", exc_info=True)
+                turn = _fresh(turn)
+                guard = self._guard(turn)
+                continue
+            except BaseException:
+                guard.close()
+                raise
+            guard.settle()
+            return result
+        raise AssertionError("unreachable")
 
 
 def ingress_deployment(config: RouterConfig):

@@ -12,12 +12,13 @@ round trip (about 2 ms here) off every turn, at the price of routing on
 signal up to one interval old: turns within one interval go to the same
 first endpoint, so least-busy spreads load only from one interval to the
 next. A snapshot-planned turn is counted in flight by its caller
-(``TurnStarted``), on the same ordered channel as its outcome, so the
+(``AttemptStarted``), on the same ordered channel as its outcome, so the
 counts always balance.
 
 Either way, if the tracker is unreachable the replica reuses the tracker's
 last plan for that kind of turn (or plans from configuration alone), so no
-turn fails because of it.
+turn fails because of it. Such a plan holds no lease (the local state never
+counts anything in flight), so its caller reports every attempt it starts.
 """
 
 from __future__ import annotations
@@ -61,35 +62,35 @@ class Planner:
             self._tracker = ray.get_actor(options.tracker_name, namespace=options.tracker_namespace)
         return self._tracker
 
-    async def plan(self, group: str, *, tags: tuple[str, ...], has_tools: bool, stream: bool) -> tuple[AttemptPlan, bool]:
-        """The plan for one turn, and whether the tracker already counted its
-        first endpoint in flight (False: the caller must say it started)."""
+    async def plan(self, group: str, *, tags: tuple[str, ...], has_tools: bool, stream: bool, turn_id: str) -> tuple[AttemptPlan, bool]:
+        """The plan for one turn, and whether the tracker holds the lease of
+        its first attempt under ``turn_id`` (False: the caller reports it)."""
         key = (group, tags, has_tools, stream)
         snapshots = self._snapshots
         if snapshots is None:
-            return await self._ask(key, reserve=True)
+            return await self._ask(key, lease=turn_id)
         now_s = self._clock()
         if snapshots.warm(key, now_s):
             snapshots.used(key, now_s)
             return self._last_plans[key], False
-        plan = await self._ask(key, reserve=True)
+        plan = await self._ask(key, lease=turn_id)
         snapshots.used(key, self._clock())
         if self._refresher is None or self._refresher.done():
             self._refresher = asyncio.ensure_future(self._refresh_while_used())
         return plan
 
-    async def _ask(self, key: tuple, *, reserve: bool) -> tuple[AttemptPlan, bool]:
-        """One call to the tracker, and whether it counted the plan's first
-        endpoint in flight; on failure the last plan or a local one, which
-        nobody counted (the caller reports the turn as started instead)."""
+    async def _ask(self, key: tuple, *, lease: str | None) -> tuple[AttemptPlan, bool]:
+        """One call to the tracker, and whether it holds the plan's first
+        lease; on failure the last plan or a local one, which holds none
+        (the caller reports the turn's first attempt as started instead)."""
         group, tags, has_tools, stream = key
         try:
             async with asyncio.timeout(TRACKER_TIMEOUT_S):
-                plan = await self.tracker().plan.remote((group, tags, has_tools, stream, reserve))
+                plan = await self.tracker().plan.remote((group, tags, has_tools, stream, lease))
             self._last_plans[key] = plan
             if self._snapshots is not None:
                 self._snapshots.fetched(key, self._clock())
-            return plan, reserve
+            return plan, lease is not None
         except RayTaskError as exc:
             if isinstance(exc.cause, RouterError):
                 raise exc.cause from None
@@ -114,6 +115,6 @@ class Planner:
 
     async def _refresh(self, key: tuple) -> None:
         try:
-            await self._ask(key, reserve=False)
+            await self._ask(key, lease=None)
         except RouterError:
             pass  # the next turn of this kind asks again, and gets the error itself

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ray
 
 from router.config import RouterConfig
-from router.outcome import AttemptOutcome, OutcomeKind, TurnStarted
+from router.outcome import LeaseEvent, OutcomeKind
 from router.routing_state import AttemptPlan, RoutingState
 from deployments.named_actor import named_actor
 
@@ -20,7 +20,7 @@ __all__ = ["LatencyTracker", "PlanRequest", "get_or_create_tracker"]
 # on its own, and a plain tuple of plain values is its cheapest case. Measured
 # here from asyncio, per call p50: five keyword arguments 1.75 to 2.5 ms, one
 # plain tuple 1.2 to 1.4 ms, a NamedTuple 3.2 ms or more (pickled).
-PlanRequest = tuple[str, tuple[str, ...], bool, bool, bool]
+PlanRequest = tuple[str, tuple[str, ...], bool, bool, str | None]
 
 
 class LatencyTracker:
@@ -28,26 +28,15 @@ class LatencyTracker:
         self._state = RoutingState(config)
 
     def plan(self, request: PlanRequest) -> AttemptPlan:
-        """``request``: ``(group, required_tags, has_tools, stream, reserve)``
-        (see ``RoutingState.plan``)."""
-        group, required_tags, has_tools, stream, reserve = request
-        return self._state.plan(group, required_tags=required_tags, has_tools=has_tools, stream=stream, reserve=reserve)
+        """``request``: ``(group, required_tags, has_tools, stream, lease)``
+        (see ``RoutingState.plan``; ``lease`` is the turn's id, or None)."""
+        group, required_tags, has_tools, stream, lease = request
+        return self._state.plan(group, required_tags=required_tags, has_tools=has_tools, stream=stream, lease=lease)
 
-    def report(self, outcomes: list[AttemptOutcome | TurnStarted]) -> None:
-        """A caller replica's batch, in the order things happened."""
-        finished: list[AttemptOutcome] = []
-        for item in outcomes:
-            if isinstance(item, TurnStarted):
-                self._state.observe(finished)
-                finished = []
-                self._state.started([item.endpoint])
-                continue
-            # Attempts after a plan's first endpoint were not counted in
-            # flight when planned: count them now, then release them.
-            if item.fallback:
-                self._state.started([item.endpoint])
-            finished.append(item)
-        self._state.observe(finished)
+    def report(self, events: list[LeaseEvent]) -> None:
+        """A caller's or an ingress's batch, in the order things happened
+        there (``RoutingState.report``)."""
+        self._state.report(events)
 
     def health_checked(self, endpoint: str, kind: OutcomeKind, retry_after_s: float | None = None) -> None:
         self._state.health_checked(endpoint, kind, retry_after_s)

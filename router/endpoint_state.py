@@ -74,14 +74,16 @@ class EndpointState:
 
     # -- events ---------------------------------------------------------
 
-    def start(self, now_s: float) -> None:
-        """A turn was sent here."""
-        self.pending.add(now_s)
+    def hold(self, key, now_s: float) -> bool:
+        """An attempt was sent here under lease ``key``; False if it already held one."""
+        if not self.pending.add(key, now_s):
+            return False
         self.breaker.started()
+        return True
 
-    def finish(self, outcome: AttemptOutcome, now_s: float) -> None:
-        """An attempt here ended, whatever the outcome."""
-        in_flight_s = self.pending.release(now_s)
+    def finish(self, outcome: AttemptOutcome, now_s: float, in_flight_s: float | None) -> None:
+        """An attempt here ended, whatever the outcome; ``in_flight_s``: how
+        long its lease was held, if this outcome released it."""
         kind = outcome.kind
         if kind is OutcomeKind.OK:
             if in_flight_s is not None:

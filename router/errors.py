@@ -2,8 +2,10 @@
 
 Every error a client can see is a ``RouterError`` and renders as OpenAI's
 error object ``{"error": {"message", "type", "code"}}`` with ``http_status``.
-Nothing downstream inspects message text: callers branch on the class and on
-its ``retryable`` / ``counts_against_health`` attributes.
+Nothing downstream inspects message text. An ``UpstreamError`` carries one
+``kind`` (``router.outcome_kind.OutcomeKind``), fixed where the reply was
+parsed; ``retryable``, ``counts_against_health`` and, for a status error, the
+client's status are read from it, never re-derived.
 
     RouterError
     ├── ClientError                      the request itself is wrong (4xx)
@@ -19,12 +21,15 @@ its ``retryable`` / ``counts_against_health`` attributes.
         ├── UpstreamDisconnected         the stream ended before it was done
         └── UpstreamCannotServe          this provider cannot express the request
     AllAttemptsFailed                    every endpoint of the plan failed (502/504)
+    TurnInterrupted                      the router lost the process serving the turn (502)
     TurnFailed                           a failed turn, raised to Python handle callers
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from router.outcome_kind import OutcomeKind
 
 __all__ = [
     "RouterError",
@@ -40,7 +45,9 @@ __all__ = [
     "UpstreamProtocolError",
     "UpstreamDisconnected",
     "UpstreamCannotServe",
+    "kind_of_status",
     "AllAttemptsFailed",
+    "TurnInterrupted",
     "TurnFailed",
     "ConfigError",
 ]
@@ -105,36 +112,50 @@ class PayloadTooLarge(ClientError):
 
 
 class UpstreamError(RouterError):
-    """One attempt failed. ``retryable``: another endpoint may serve the turn.
+    """One attempt failed; ``kind`` says how, once, for every reader.
 
-    ``counts_against_health``: the failure says something about the endpoint
-    (as opposed to the request), so breakers and latency scores should see it.
+    ``retryable``: another endpoint may serve the turn. ``counts_against_health``:
+    the failure says something about the endpoint (as opposed to the request),
+    so breakers and latency scores should see it. Both follow from ``kind``.
     """
 
     http_status = 502
     error_type = "upstream_error"
-    retryable = True
-    counts_against_health = True
+    kind = OutcomeKind.UPSTREAM_ERROR
 
     def __init__(self, message: str, *, endpoint: str | None = None, **kwargs):
         super().__init__(message, **kwargs)
         self.endpoint = endpoint
 
+    @property
+    def retryable(self) -> bool:
+        return self.kind.retryable
+
+    @property
+    def counts_against_health(self) -> bool:
+        return self.kind.counts_against_health
+
 
 class UpstreamConnectError(UpstreamError):
     code = "upstream_connect_error"
+    kind = OutcomeKind.CONNECT_ERROR
 
 
 class UpstreamTimeout(UpstreamError):
     http_status = 504
     code = "upstream_timeout"
+    kind = OutcomeKind.TIMEOUT
 
 
 class UpstreamStatusError(UpstreamError):
-    """The upstream replied with a non-2xx status.
+    """The upstream replied with a non-2xx status (or an error event).
 
-    5xx and 429 are retryable and count against health; other 4xx mean the
-    request was refused for what it is, so they are neither.
+    ``kind`` by default follows the status: 429 is ``RATE_LIMITED``, 5xx
+    ``UPSTREAM_ERROR``, any other 4xx ``REQUEST_REJECTED``; a codec passes
+    the kind explicitly when the provider's error type knows better (an
+    Anthropic ``overloaded_error`` is the provider's fault whatever the
+    status). A rejected request passes its 4xx status on to the client;
+    any other kind is the router's 502.
     """
 
     code = "upstream_status_error"
@@ -146,25 +167,32 @@ class UpstreamStatusError(UpstreamError):
         status_code: int,
         retry_after_s: float | None = None,
         endpoint: str | None = None,
+        kind: OutcomeKind | None = None,
     ):
         super().__init__(message, endpoint=endpoint)
         self.status_code = status_code
         self.retry_after_s = retry_after_s
-        upstream_fault = status_code >= 500 or status_code == 429
-        self.retryable = upstream_fault
-        self.counts_against_health = upstream_fault
-        if not upstream_fault:
-            # The request is at fault: pass the status through to the client.
-            self.http_status = status_code
+        self.kind = kind if kind is not None else kind_of_status(status_code)
+        if self.kind is OutcomeKind.REQUEST_REJECTED:
+            self.http_status = status_code if 400 <= status_code < 500 else 400
             self.error_type = "invalid_request_error"
+
+
+def kind_of_status(status_code: int) -> OutcomeKind:
+    """An error status's kind when nothing more specific is known."""
+    if status_code == 429:
+        return OutcomeKind.RATE_LIMITED
+    return OutcomeKind.UPSTREAM_ERROR if status_code >= 500 else OutcomeKind.REQUEST_REJECTED
 
 
 class UpstreamProtocolError(UpstreamError):
     code = "upstream_protocol_error"
+    kind = OutcomeKind.PROTOCOL_ERROR
 
 
 class UpstreamDisconnected(UpstreamError):
     code = "upstream_disconnected"
+    kind = OutcomeKind.DISCONNECTED
 
 
 class UpstreamCannotServe(UpstreamError):
@@ -174,7 +202,7 @@ class UpstreamCannotServe(UpstreamError):
     http_status = 400
     error_type = "invalid_request_error"
     code = "unsupported_by_provider"
-    counts_against_health = False
+    kind = OutcomeKind.UNSUPPORTED
 
 
 class AllAttemptsFailed(RouterError):
@@ -198,6 +226,15 @@ class AllAttemptsFailed(RouterError):
             self.error_type = last.error_type
             self.code = last.code
             self.message = last.message
+
+
+class TurnInterrupted(RouterError):
+    """The provider-caller serving a streamed turn was lost mid-stream and the
+    turn could not be carried over: sent as an SSE error event before ``[DONE]``."""
+
+    http_status = 502
+    error_type = "server_error"
+    code = "turn_interrupted"
 
 
 class TurnFailed(RouterError):

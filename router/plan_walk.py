@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from router.config import EndpointConfig, TimeoutConfig
 from router.errors import UpstreamError
-from router.outcome import OutcomeKind, outcome_kind_of
+from router.outcome_kind import OutcomeKind
 
 __all__ = ["Candidate", "PlanWalk"]
 
@@ -68,10 +68,11 @@ class PlanWalk:
         return candidate
 
     def after_failure(self, error: UpstreamError) -> bool:
-        """May the turn go on after ``error`` (an attempt that sent nothing)?"""
+        """May the turn go on after ``error`` (an attempt that sent nothing)?
+        Reads the error's one classification, ``error.kind``."""
         if error.retryable:
             return True
-        if outcome_kind_of(error) is OutcomeKind.REQUEST_REJECTED and not self.moved_for_request_error:
+        if error.kind is OutcomeKind.REQUEST_REJECTED and not self.moved_for_request_error:
             self.moved_for_request_error = True
             if self._request_error_endpoints:
                 self._queue = deque(self._request_error_endpoints)

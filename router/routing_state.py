@@ -14,13 +14,21 @@ Planning a turn:
    half-open with the probe out) follow, soonest back first: they are
    skipped while a healthy endpoint remains, but the group is never emptied,
    since trying a tripped endpoint beats failing the turn outright.
-3. The first endpoint is counted in flight at once, with the time, so the
-   next plan sees it without waiting for a report, and the age of its
-   oldest pending turn is live signal (``EndpointLoad.lateness_s``).
+3. Given a turn id, the first endpoint is counted in flight at once under
+   the lease ``(turn_id, 0)``, with the time, so the next plan sees it
+   without waiting for a report, and the age of its oldest pending turn is
+   live signal (``EndpointLoad.lateness_s``).
 
-Fallback attempts beyond the first endpoint are counted by ``started``.
-Every outcome (ok, error, cancel alike) releases one turn in flight; counts
-never go negative.
+Turns in flight are leases (``router.pending``), and this object owns them
+all. The invariant: a lease is held at most once and released at most once.
+It is taken by a plan (attempt 0) or by ``AttemptStarted`` (any other
+attempt, or every attempt of a plan that reserved nothing); it is released
+by the attempt's outcome or by ``TurnClosed`` from the ingress, whichever
+comes first (outcome, error, cancel, a caller that died, a dispatch that
+never reached a caller); a closed turn takes no new lease. Whatever the
+order events arrive in, once every turn has ended and been reported, every
+count is back where it started; a lease whose release is lost expires after
+its group's deadline plus slack.
 """
 
 from __future__ import annotations
@@ -31,10 +39,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from router.config import ModelGroupConfig, RouterConfig
-from router.endpoint_state import EndpointState
+from router.endpoint_state import PENDING_SLACK_S, EndpointState
 from router.errors import ModelNotFound, NoEligibleEndpoint
 from router.hedge import hedge_delay_s
-from router.outcome import AttemptOutcome, OutcomeKind
+from router.outcome import AttemptOutcome, AttemptStarted, LeaseEvent, LeaseKey, OutcomeKind, TurnClosed
 from router.strategies import Strategy, make_strategy
 from router.tags import eligible
 
@@ -100,6 +108,11 @@ class RoutingState:
             for name, group in config.model_groups.items()
             for position, endpoint in enumerate(group.endpoints)
         }
+        self._holders: dict[LeaseKey, EndpointState] = {}  # every lease held, and where
+        self._closed: dict[str, float] = {}  # turn ids closed by the ingress -> when (oldest first)
+        self._closed_keep_s = max((g.timeouts.total_s for g in config.model_groups.values()), default=0.0) + PENDING_SLACK_S
+        # No turn has more attempts than this (a request fault may add one).
+        self._attempt_bound = max((g.max_attempts for g in config.model_groups.values()), default=0) + 1
 
     def plan(
         self,
@@ -108,11 +121,12 @@ class RoutingState:
         required_tags: Iterable[str] = (),
         has_tools: bool = False,
         stream: bool = True,
-        reserve: bool = True,
+        lease: str | None = None,
     ) -> AttemptPlan:
-        """Rank the endpoints for one turn and count the first in flight
-        (``reserve=False``: rank only, for a plan an ingress will reuse and
-        count turn by turn through ``started``).
+        """Rank the endpoints for one turn and, given the turn's id as
+        ``lease``, count the first in flight under ``(lease, 0)`` (None: rank
+        only, for a plan an ingress reuses or makes without the tracker; its
+        caller then reports ``AttemptStarted`` for attempt 0 too).
 
         The group's own endpoints come first, then each fallback group's, in
         chain order; endpoints whose breaker is open follow every healthy one
@@ -143,8 +157,8 @@ class RoutingState:
         # The first endpoint is the one the caller will try: count it in
         # flight now, so the next plan sees it without waiting for a report.
         first = self._endpoints[endpoints[0]]
-        if reserve:
-            first.start(now_s)
+        if lease is not None:
+            self._hold(first, (lease, 0), now_s)
         hedge_after_s = None
         if stream and group_config.hedge is not None and len(endpoints) > 1:
             hedge_after_s = hedge_delay_s(group_config.hedge, first.recent_ttfts)
@@ -172,29 +186,67 @@ class RoutingState:
     def _rank_group(self, group: str, candidates, now_s: float, stream: bool) -> tuple[list[str], list[EndpointState]]:
         states = [self._endpoints[e.name] for e in candidates]
         for state in states:
-            state.pending.expire(now_s)
+            self._expire(state, now_s)
         available = {s.name: s.breaker.available() for s in states}  # asked once: the clock moves
         ready = [s for s in states if available[s.name]]
         tripped = [s for s in states if not available[s.name]]
         ranked = self._strategies[group].rank([s.load(now_s, stream=stream) for s in ready])
         return [load.name for load in ranked], tripped
 
-    def started(self, endpoints: Iterable[str]) -> None:
-        """Fallback attempts beyond the plan's first endpoint, now in flight."""
+    def report(self, events: Iterable[LeaseEvent]) -> None:
+        """A batch from one channel (a caller's, or an ingress's), in the
+        order things happened there."""
         now_s = self._clock()
-        for name in endpoints:
-            state = self._endpoints.get(name)
-            if state is not None:
-                state.start(now_s)
+        for event in events:
+            if isinstance(event, AttemptOutcome):
+                self._finish(event, now_s)
+            elif isinstance(event, AttemptStarted):
+                state = self._endpoints.get(event.endpoint)
+                if state is not None:
+                    self._hold(state, event.lease, now_s)
+            else:
+                self._close(event, now_s)
 
     def observe(self, outcomes: Iterable[AttemptOutcome]) -> None:
-        """Take finished attempts; each releases one turn in flight at its
-        endpoint and feeds its latency estimates and breaker."""
-        now_s = self._clock()
-        for outcome in outcomes:
-            state = self._endpoints.get(outcome.endpoint)
-            if state is not None:  # else an endpoint removed by a config reload
-                state.finish(outcome, now_s)
+        """Take finished attempts; each releases its lease (if it holds one)
+        and feeds its endpoint's latency estimates and breaker."""
+        self.report(outcomes)
+
+    def _finish(self, outcome: AttemptOutcome, now_s: float) -> None:
+        in_flight_s = self._release(outcome.lease, now_s) if outcome.lease is not None else None
+        state = self._endpoints.get(outcome.endpoint)
+        if state is not None:  # else an endpoint removed by a config reload
+            state.finish(outcome, now_s, in_flight_s)
+
+    def _hold(self, state: EndpointState, key: LeaseKey, now_s: float) -> None:
+        if key[0] in self._closed or key in self._holders:
+            return  # a closed turn takes no new lease; a held one is not held twice
+        if state.hold(key, now_s):
+            self._holders[key] = state
+
+    def _release(self, key: LeaseKey, now_s: float) -> float | None:
+        holder = self._holders.pop(key, None)
+        return holder.pending.release(key, now_s) if holder is not None else None
+
+    def _close(self, closed: TurnClosed, now_s: float) -> None:
+        turn_id = closed.turn_id
+        for index in range(self._attempt_bound):
+            self._release((turn_id, index), now_s)
+        self._closed[turn_id] = now_s
+        # Tombstones are needed only while a late start could still arrive.
+        while self._closed:
+            oldest, closed_s = next(iter(self._closed.items()))
+            if now_s - closed_s <= self._closed_keep_s:
+                break
+            del self._closed[oldest]
+
+    def _expire(self, state: EndpointState, now_s: float) -> None:
+        for key in state.pending.expire(now_s):
+            self._holders.pop(key, None)
+
+    def in_flight(self) -> int:
+        """Leases held across every endpoint."""
+        return len(self._holders)
 
     def health_checked(self, endpoint: str, kind: OutcomeKind, retry_after_s: float | None = None) -> None:
         """An active health check's result (``health_check:`` in config).
@@ -215,7 +267,7 @@ class RoutingState:
         now_s = self._clock()
         result: dict[str, dict] = {}
         for name, state in self._endpoints.items():
-            state.pending.expire(now_s)
+            self._expire(state, now_s)
             strategy = self._strategies[state.group]
             result[name] = {
                 **state.summary(),

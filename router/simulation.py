@@ -70,7 +70,7 @@ def run_closed_loop(
     def start_turn() -> None:
         nonlocal next_index
         index, next_index = next_index, next_index + 1
-        endpoint = state.plan(group, stream=stream).endpoints[0]
+        endpoint = state.plan(group, stream=stream, lease=f"sim-{index}").endpoints[0]
         first_s = ttft_s(endpoint, index)
         turn = SimTurn(index, endpoint, clock(), first_s, clock() + first_s + stream_s(endpoint))
         heapq.heappush(events, (turn.done_s, next(seq), "done", turn))
@@ -91,7 +91,8 @@ def run_closed_loop(
         assert isinstance(payload, SimTurn)
         done.append(payload)
         duration_s = payload.done_s - payload.planned_s
-        batch.append(AttemptOutcome(payload.endpoint, OutcomeKind.OK, duration_s, ttft_s=payload.ttft_s))
+        batch.append(AttemptOutcome(payload.endpoint, OutcomeKind.OK, duration_s, ttft_s=payload.ttft_s,
+                                    lease=(f"sim-{payload.index}", 0)))
         if next_index < turns:
             start_turn()
     if batch:

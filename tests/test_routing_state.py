@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from router.config import parse_config
 from router.defaults import embedded_default
 from router.errors import ModelNotFound, NoEligibleEndpoint
-from router.outcome import AttemptOutcome, OutcomeKind
+from router.outcome import AttemptOutcome, AttemptStarted, OutcomeKind, TurnClosed
 from router.routing_state import RoutingState
 from router.simulation import ManualClock
 
@@ -38,7 +38,8 @@ def ok(endpoint, ttft_s, duration_s=None, **kwargs):
 
 
 def test_plan_ranks_every_endpoint_and_counts_the_first_in_flight(state):
-    plan = state.plan("voice-fast")
+    assert state.plan("voice-fast").endpoints and state.in_flight() == 0  # no lease: ranking only
+    plan = state.plan("voice-fast", lease="t1")
     assert sorted(plan.endpoints) == sorted(NAMES)
     assert plan.max_attempts == 3
     snapshot = state.snapshot()
@@ -56,15 +57,15 @@ def test_unknown_group_is_model_not_found(state):
         state.plan("nope")
 
 
-def test_outcomes_release_in_flight_and_never_go_negative():
+def test_outcomes_release_their_own_leases_and_never_go_negative():
     state, _ = make_state("ordered")
-    state.plan("voice-fast")
-    state.started(["sim-medium"])
+    state.plan("voice-fast", lease="t1")
+    state.report([AttemptStarted("sim-medium", ("t1", 1))])
     state.observe(
         [
-            AttemptOutcome("sim-fast", OutcomeKind.UPSTREAM_ERROR, 0.1),
-            AttemptOutcome("sim-medium", OutcomeKind.OK, 0.3, ttft_s=0.12, fallback=True),
-            AttemptOutcome("sim-slow", OutcomeKind.CANCELLED, 0.1),  # never started: must not go below 0
+            AttemptOutcome("sim-fast", OutcomeKind.UPSTREAM_ERROR, 0.1, lease=("t1", 0)),
+            AttemptOutcome("sim-medium", OutcomeKind.OK, 0.3, ttft_s=0.12, lease=("t1", 1)),
+            AttemptOutcome("sim-slow", OutcomeKind.CANCELLED, 0.1, lease=("t1", 2)),  # never held: must not go below 0
             AttemptOutcome("removed-by-reload", OutcomeKind.OK, 0.1),
         ]
     )
@@ -73,14 +74,15 @@ def test_outcomes_release_in_flight_and_never_go_negative():
     assert snap["sim-medium"]["last_ttft_s"] == 0.12 and snap["sim-medium"]["failures"] == 0
     assert snap["sim-slow"]["in_flight"] == 0
     assert snap["sim-slow"]["failures"] == 0  # a cancelled turn says nothing about health
+    assert state.in_flight() == 0
 
 
 def test_snapshot_shape():
     state, clock = make_state()
-    for ttft_s in (0.04, 0.05, 0.06, 0.30):
-        state.started(["sim-fast"])
+    for i, ttft_s in enumerate((0.04, 0.05, 0.06, 0.30)):
+        state.report([AttemptStarted("sim-fast", (f"t{i}", 0))])
         clock.advance(0.2)
-        state.observe([ok("sim-fast", ttft_s)])
+        state.observe([ok("sim-fast", ttft_s, lease=(f"t{i}", 0))])
     entry = state.snapshot()["sim-fast"]
     assert entry["group"] == "voice-fast" and entry["strategy"] == "latency-based"
     assert entry["breaker"] == "closed" and entry["in_flight"] == 0 and entry["turns"] == 4
@@ -98,9 +100,9 @@ def test_snapshot_shape():
 
 def test_plan_keeps_only_endpoints_with_the_requested_tags():
     state, _ = make_state(tags=(("eu",), ("eu", "function-calling"), ("us", "function-calling")), max_attempts=3)
-    plan = state.plan("voice-fast", required_tags=["eu"])
+    plan = state.plan("voice-fast", required_tags=["eu"], lease="t1")
     assert sorted(plan.endpoints) == ["sim-fast", "sim-medium"] and plan.max_attempts == 2
-    assert state.plan("voice-fast", required_tags=["eu"], has_tools=True).endpoints == ("sim-medium",)
+    assert state.plan("voice-fast", required_tags=["eu"], has_tools=True, lease="t2").endpoints == ("sim-medium",)
     with pytest.raises(NoEligibleEndpoint, match="'vision'"):
         state.plan("voice-fast", required_tags=["vision"])
     assert sum(s["in_flight"] for s in state.snapshot().values()) == 2  # the refused turn counted nothing
@@ -124,20 +126,20 @@ def test_non_streaming_turns_rank_by_total_time():
     assert state.plan("voice-fast", stream=False).endpoints[0] == "sim-medium"
 
 
-def test_outcomes_in_one_batch_release_the_oldest_pending_turns():
+def test_each_outcome_releases_its_own_lease():
     state, clock = make_state("ordered")
-    for _ in range(3):
-        state.plan("voice-fast")
+    for i in range(3):
+        state.plan("voice-fast", lease=f"t{i}")
         clock.advance(0.1)
     assert state.snapshot()["sim-fast"]["oldest_pending_s"] == pytest.approx(0.3)
-    state.observe([ok("sim-fast", 0.04), ok("sim-fast", 0.04)])
+    state.observe([ok("sim-fast", 0.04, lease=("t0", 0)), ok("sim-fast", 0.04, lease=("t2", 0))])
     snap = state.snapshot()["sim-fast"]
-    assert snap["in_flight"] == 1 and snap["oldest_pending_s"] == pytest.approx(0.1)
+    assert snap["in_flight"] == 1 and snap["oldest_pending_s"] == pytest.approx(0.2)  # t1 is still out
 
 
 def test_a_turn_never_reported_is_forgotten_after_the_deadline():
     state, clock = make_state("ordered", timeouts={"first_token_s": 1, "total_s": 10})
-    state.plan("voice-fast")
+    state.plan("voice-fast", lease="t1")
     clock.advance(14.9)
     assert state.snapshot()["sim-fast"]["in_flight"] == 1
     clock.advance(0.2)  # total_s plus 5 s of slack
@@ -157,8 +159,8 @@ def test_an_open_breaker_moves_the_endpoint_to_the_back():
     assert state.snapshot()["sim-fast"]["breaker"] == "open"
     assert state.plan("voice-fast").endpoints == ("sim-medium", "sim-slow", "sim-fast")
     clock.advance(5)
-    assert state.plan("voice-fast").endpoints[0] == "sim-fast"  # half-open: the probe
-    assert state.plan("voice-fast").endpoints == ("sim-medium", "sim-slow", "sim-fast")  # one probe only
+    assert state.plan("voice-fast", lease="probe").endpoints[0] == "sim-fast"  # half-open: the probe
+    assert state.plan("voice-fast", lease="t2").endpoints == ("sim-medium", "sim-slow", "sim-fast")  # one probe only
     state.observe([ok("sim-fast", 0.04)])
     assert state.snapshot()["sim-fast"]["breaker"] == "closed"
 
@@ -185,7 +187,7 @@ def test_retry_after_holds_the_endpoint_out():
 
 def test_health_checks_feed_the_breaker_only():
     state, clock = make_state("ordered", breaker={"consecutive_failures": 2, "cooldown_s": 5})
-    state.plan("voice-fast")
+    state.plan("voice-fast", lease="t1")
     state.health_checked("sim-fast", OutcomeKind.CONNECT_ERROR)
     state.health_checked("sim-fast", OutcomeKind.TIMEOUT)
     snap = state.snapshot()["sim-fast"]
@@ -202,7 +204,8 @@ ops = st.lists(
     st.one_of(
         st.tuples(st.just("plan"), st.booleans()),
         st.tuples(st.just("started"), st.sampled_from(NAMES)),
-        st.tuples(st.just("observe"), st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(KINDS)), max_size=5)),
+        st.tuples(st.just("observe"), st.lists(st.tuples(st.integers(0, 40), st.sampled_from(KINDS)), max_size=5)),
+        st.tuples(st.just("close"), st.integers(0, 40)),
         st.tuples(st.just("advance"), st.floats(0, 2)),
     ),
     max_size=60,
@@ -211,24 +214,38 @@ ops = st.lists(
 
 @settings(max_examples=150, deadline=None)
 @given(ops=ops, strategy=st.sampled_from(["latency-based", "least-busy", "weighted-shuffle", "ordered"]), seed=st.integers(0, 9))
-def test_in_flight_is_never_negative_and_matches_starts_minus_releases(ops, strategy, seed):
+def test_in_flight_is_never_negative_and_matches_leases_held(ops, strategy, seed):
     state, clock = make_state(strategy, seed=seed, breaker={"consecutive_failures": 2, "cooldown_s": 1})
-    expected = dict.fromkeys(NAMES, 0)
+    held: dict[tuple[str, int], str] = {}  # lease -> endpoint, as the test expects it
+    closed: set[str] = set()
+    turns = 0
     for op, arg in ops:
         if op == "plan":
-            expected[state.plan("voice-fast", stream=arg).endpoints[0]] += 1
+            turns += 1
+            first = state.plan("voice-fast", stream=arg, lease=f"t{turns}").endpoints[0]
+            if f"t{turns}" not in closed:  # a closed turn takes no new lease
+                held[(f"t{turns}", 0)] = first
         elif op == "started":
-            state.started([arg])
-            expected[arg] += 1
+            turns += 1
+            state.report([AttemptStarted(arg, (f"t{turns}", 1))])
+            if f"t{turns}" not in closed:
+                held[(f"t{turns}", 1)] = arg
         elif op == "observe":
-            state.observe([AttemptOutcome(name, kind, 0.05, ttft_s=0.04 if kind is OutcomeKind.OK else None) for name, kind in arg])
-            for name, _ in arg:
-                expected[name] = max(0, expected[name] - 1)  # released on ok, error and cancel alike
+            outcomes = []
+            for turn, kind in arg:  # outcomes of turns held, released already, or never seen
+                key = next((k for k in held if k[0] == f"t{turn}"), (f"t{turn}", 0))
+                outcomes.append(AttemptOutcome(held.pop(key, NAMES[0]), kind, 0.05,
+                                               ttft_s=0.04 if kind is OutcomeKind.OK else None, lease=key))
+            state.observe(outcomes)
+        elif op == "close":
+            state.report([TurnClosed(f"t{arg}")])
+            closed.add(f"t{arg}")
+            held = {k: v for k, v in held.items() if k[0] != f"t{arg}"}
         else:
             clock.advance(arg)  # stays well under total_s: nothing expires
         in_flight = {name: s["in_flight"] for name, s in state.snapshot().items()}
-        assert in_flight == expected
-        assert all(count >= 0 for count in in_flight.values())
+        assert in_flight == {name: sum(v == name for v in held.values()) for name in NAMES}
+        assert state.in_flight() == len(held)
 
 
 def _chain_config():

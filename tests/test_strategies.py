@@ -82,7 +82,7 @@ def test_a_turn_still_waiting_is_seen_as_slow_before_it_completes():
     clock = ManualClock(1000.0)
     state = RoutingState(group_config("latency-based", explore_share=0.0), clock=clock, rng=random.Random(1))
     run_closed_loop(state, clock, "g", turns=60, concurrency=1, ttft_s=lambda e, i: TTFT_S[e], stream_s=lambda e: STREAM_S[e])
-    assert state.plan("g").endpoints[0] == "A"  # this turn will hang: no outcome arrives
+    assert state.plan("g", lease="hang").endpoints[0] == "A"  # this turn will hang: no outcome arrives
     clock.advance(0.25)
     assert state.plan("g").endpoints[0] == "A"  # 250 ms: still within A's usual time in flight
     clock.advance(0.30)
@@ -160,8 +160,8 @@ def test_least_busy_picks_fewest_in_flight_and_breaks_ties_at_random():
 
 def test_least_busy_spreads_concurrent_turns_evenly():
     state = RoutingState(group_config("least-busy"), clock=ManualClock(), rng=random.Random(0))
-    for _ in range(30):
-        state.plan("g")  # nothing finishes: every turn stays in flight
+    for i in range(30):
+        state.plan("g", lease=f"t{i}")  # nothing finishes: every turn stays in flight
     assert {name: s["in_flight"] for name, s in state.snapshot().items()} == {"A": 10, "B": 10, "C": 10}
     done, _ = simulate("least-busy", turns=300, ttft=lambda e, i: 0.1, seed=2)
     share = Counter(t.endpoint for t in done)

@@ -10,7 +10,9 @@ import time
 
 import pytest
 
-from deployments.turn_runner import TurnFailure, TurnHead, TurnRequest, TurnRunner
+from deployments.turn_log import turn_record
+from router.outcome import AttemptOutcome, AttemptStarted
+from router.turn import TurnFailure, TurnHead, TurnRequest, TurnRunner
 from deployments.upstream import upstream_pool
 from router.config import parse_config
 from simprovider import start_simulator
@@ -41,7 +43,8 @@ def runner_for(sim, names, max_share=1.0, delay_s=0.1):
         "turn_log": {"sink": "none"},
     })
     records, outcomes = [], []
-    runner = TurnRunner(config, upstream_pool(config.deployments.upstream_client, {}), outcomes.extend, records.append)
+    runner = TurnRunner(config, upstream_pool(config.deployments.upstream_client, {}), outcomes.extend,
+                        lambda turn: records.append(turn_record(turn)))
     plan = tuple(e["name"] for e in endpoints)
     request = TurnRequest("r1", "g", plan, len(plan), {"model": "g", "messages": [{"role": "user", "content": "hi"}]},
                           stream=True, include_usage=False, hedge_after_s=delay_s)
@@ -66,9 +69,12 @@ def test_the_hedge_wins_over_a_slow_first_token(sim):
     (record,) = records
     assert record.hedged and record.status == "ok"
     assert {(a.endpoint, a.outcome) for a in record.attempts} == {("slow-0", "cancelled"), ("fast-1", "ok")}
-    loser = next(o for o in outcomes if o.endpoint == "slow-0")
+    loser = next(o for o in outcomes if isinstance(o, AttemptOutcome) and o.endpoint == "slow-0")
     assert loser.ttft_s is not None and loser.ttft_s >= 0.1  # its wait, a lower bound of its TTFT
-    assert sum(o.fallback for o in outcomes) == 1  # the hedge is counted in flight when reported
+    # The hedge is counted in flight from the moment it starts, and released by its outcome.
+    started = [e for e in outcomes if isinstance(e, AttemptStarted)]
+    assert [(e.endpoint, e.lease[1]) for e in started] == [("fast-1", 1)]
+    assert outcomes.index(started[0]) < next(i for i, o in enumerate(outcomes) if isinstance(o, AttemptOutcome) and o.endpoint == "fast-1")
 
 
 def test_when_both_racers_fail_the_turn_goes_on_down_the_plan(sim):

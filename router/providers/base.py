@@ -22,10 +22,10 @@ One attempt at one endpoint, from the caller's side::
     translator.usage                    # OpenAI usage dict, once the stream ended
 
 Errors are classified here, once, by HTTP status and the provider's
-structured error type (never its message text): ``UpstreamStatusError``
-with ``retryable`` / ``counts_against_health`` set by the type when the
-type knows better than the status (an Anthropic ``overloaded_error`` is the
-provider's fault whatever the status says).
+structured error type (never its message text): an ``UpstreamStatusError``
+whose ``kind`` follows the status unless the type knows better (an Anthropic
+``overloaded_error`` is the provider's fault whatever the status says). The
+plan walk, the breaker, the tracker and the turn log all read that kind.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
-from router.errors import UpstreamError, UpstreamProtocolError, UpstreamStatusError
+from router.errors import UpstreamError, UpstreamProtocolError, UpstreamStatusError, kind_of_status
 from router.openai_wire import parse_retry_after_s
+from router.outcome_kind import OutcomeKind
 from router.sse import SSEEvent
 
 __all__ = [
@@ -149,18 +150,11 @@ def status_error(
         message += f": {detail[:MAX_DETAIL_CHARS]}"
     if isinstance(retry_after_s, str) or retry_after_s is None:
         retry_after_s = parse_retry_after_s(retry_after_s)
-    error = UpstreamStatusError(message, status_code=status_code, retry_after_s=retry_after_s, endpoint=endpoint)
-    if upstream_fault is not None and upstream_fault != error.retryable:
-        _set_fault(error, upstream_fault, status_code)
+    kind = kind_of_status(status_code)
+    if upstream_fault is not None and upstream_fault != kind.retryable:
+        # The provider's type overrules the status: its fault (an overloaded
+        # service answering 400) or the request's (a 5xx naming a bad field).
+        kind = OutcomeKind.UPSTREAM_ERROR if upstream_fault else OutcomeKind.REQUEST_REJECTED
+    error = UpstreamStatusError(message, status_code=status_code, retry_after_s=retry_after_s, endpoint=endpoint, kind=kind)
     error.provider_error_type = provider_type  # type: ignore[attr-defined]
     return error
-
-
-def _set_fault(error: UpstreamStatusError, upstream_fault: bool, status_code: int) -> None:
-    error.retryable = upstream_fault
-    error.counts_against_health = upstream_fault
-    if upstream_fault:
-        error.http_status, error.error_type = 502, "upstream_error"
-    else:
-        error.http_status = status_code if 400 <= status_code < 500 else 400
-        error.error_type = "invalid_request_error"

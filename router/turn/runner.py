@@ -3,8 +3,18 @@ streaming (hedging on the next one when the first is slow to its first
 token, if the group asks for it), forward that stream, and account for the
 turn.
 
-``TurnRunner`` is plain async code, no Ray: the provider-caller deployment
-is a thin shell around it. What crosses back to the ingress is, in order:
+``TurnRunner`` is plain async code, no Ray and no network library: it talks
+to upstreams through an ``UpstreamTransport`` (``router.turn.transport``;
+the real ones are aiohttp and httpx pools in ``deployments``, tests also use
+``router.turn.memory_transport``), and the provider-caller deployment is a
+thin shell around it.
+
+It owns the turn's accounting. Every attempt is reported the moment it
+starts (``AttemptStarted``, unless the plan already holds its lease) and the
+moment it ends (its ``AttemptOutcome``, which releases that lease), on one
+ordered channel, so a hedge racer or a fallback is counted in flight exactly
+while it runs. The turn's record is emitted once, when it ends, whichever
+way it ends. What crosses back to the ingress is, in order:
 one ``TurnHead`` (or one ``TurnFailure`` if no endpoint could start), then
 the stream's bytes, unchanged from upstream except for the usage-only chunk
 the client did not ask for. Before the first byte is forwarded a failed attempt
@@ -39,13 +49,12 @@ from router.plan_walk import Candidate, PlanWalk
 from router.providers import ProviderCodec, TranslatedStream, codec_for
 from router.providers.chunks import usage_dict
 from router.response_cache import CachedTurn, TurnRecorder, entry_from_completion
-from router.outcome import AttemptOutcome, OutcomeKind, TurnStarted, outcome_kind_of
+from router.outcome import AttemptStarted, LeaseEvent, OutcomeKind
 from router.sse import DONE_EVENT, SSEDecoder, encode_json
 from router.stream_watch import StreamWatch, Usage
-from turnlog import TurnRecord
-
-from deployments.relay import ContinuationRelay, PassThroughRelay
-from deployments.turn_state import TurnFailure, TurnHead, TurnRequest, TurnState, turn_record
+from router.turn.relay import ContinuationRelay, PassThroughRelay
+from router.turn.state import TurnFailure, TurnHead, TurnRequest, TurnState
+from router.turn.transport import UpstreamTransport
 
 __all__ = ["TurnHead", "TurnFailure", "TurnRequest", "TurnRunner"]
 
@@ -67,9 +76,9 @@ class TurnRunner:
     def __init__(
         self,
         config: RouterConfig,
-        pool,  # deployments.upstream: open / chunks / read
-        report: Callable[[list[AttemptOutcome]], None],
-        emit_record: Callable[[TurnRecord], None],
+        transport: UpstreamTransport,
+        report: Callable[[list[LeaseEvent]], None],
+        emit: Callable[[TurnState], None],
         clock: Callable[[], float] = time.monotonic,
         prices: Mapping[str, Price] | None = None,
         cache_put: Callable[[str, CachedTurn], None] | None = None,
@@ -90,15 +99,18 @@ class TurnRunner:
         self._hedge_budgets = {
             name: HedgeBudget(group.hedge.max_share) for name, group in config.model_groups.items() if group.hedge is not None
         }
-        self._pool = pool
+        self._transport = transport
         self._report = report
-        self._emit_record = emit_record
+        self._emit = emit
         self._clock = clock
 
     def _begin(self, request: TurnRequest) -> TurnState:
-        if not request.reserved and request.endpoints:
-            self._report([TurnStarted(request.endpoints[0])])
         return TurnState(request, self._clock())
+
+    def _started(self, turn: TurnState, candidate: Candidate) -> None:
+        """An attempt goes out: count it in flight unless the plan already does."""
+        if candidate.index or not turn.request.reserved:
+            self._report([AttemptStarted(candidate.endpoint.name, turn.lease(candidate))])
 
     async def stream(self, request: TurnRequest) -> AsyncIterator[TurnHead | TurnFailure | bytes]:
         """A streaming turn: ``TurnHead`` or ``TurnFailure``, then SSE bytes."""
@@ -107,10 +119,14 @@ class TurnRunner:
         # only for turns the response cache will keep.
         recorder = TurnRecorder(self._cache_entry_bytes) if request.cache_key and self._cache_put else None
         try:
-            async for item in self._stream_turn(turn):
-                if recorder is not None and isinstance(item, bytes):
-                    recorder.feed(item)
-                yield item
+            # Closed here, not by the loop's clean-up of abandoned generators:
+            # a reader that stops early (aclose) must see the upstream closed
+            # and the attempt recorded before the record goes out.
+            async with contextlib.aclosing(self._stream_turn(turn)) as items:
+                async for item in items:
+                    if recorder is not None and isinstance(item, bytes):
+                        recorder.feed(item)
+                    yield item
         except (asyncio.CancelledError, GeneratorExit):
             turn.status, turn.http_status, turn.error_type = "cancelled", 499, "client_disconnected"
             raise
@@ -156,8 +172,13 @@ class TurnRunner:
         budget = self._hedge_budgets.get(turn.request.group)
         if budget is not None:
             budget.turn()
-        sent_text: str | None = None  # what the client has heard, once streaming
-        chunk_id: str | None = None
+        resume = turn.request.resume
+        # What the client has heard, once streaming (a turn carried over
+        # from a caller that died starts with what the client already has).
+        sent_text: str | None = (resume.sent_text or None) if resume else None
+        chunk_id: str | None = resume.chunk_id if resume else None
+        if resume is not None:
+            turn.notes.append("carried over from a provider-caller that was lost mid-stream")
         while (candidate := walk.next()) is not None:
             try:
                 if sent_text is None:
@@ -261,11 +282,12 @@ class TurnRunner:
         endpoint, codec = candidate.endpoint, self._codecs[candidate.endpoint.name]
         start_s = self._clock()
         stack = contextlib.AsyncExitStack()
+        self._started(turn, candidate)
         try:
             body = self._request_body(turn, codec, request, endpoint, stream=True)
             async with asyncio.timeout(min(candidate.timeouts.first_token_s, candidate.deadline_s - start_s)):
-                response = await stack.enter_async_context(self._pool.open(endpoint, codec, body, candidate.timeouts, stream=True))
-                chunks = self._pool.chunks(response, endpoint.name)
+                response = await stack.enter_async_context(self._transport.open(endpoint, codec, body, candidate.timeouts, stream=True))
+                chunks = self._transport.chunks(response, endpoint.name)
                 if not codec.passthrough:
                     chunks = _as_openai_sse(chunks, codec.stream_translator(endpoint.model, endpoint=endpoint.name))
                 first = await _read_to_first_content(chunks, relay)
@@ -276,7 +298,7 @@ class TurnRunner:
             raise error from exc
         except UpstreamError as error:
             await stack.aclose()
-            self._attempt(turn, candidate, start_s, outcome_kind_of(error), error)
+            self._attempt(turn, candidate, start_s, error.kind, error)
             raise
         except BaseException:
             await stack.aclose()
@@ -296,7 +318,7 @@ class TurnRunner:
         loop = asyncio.get_running_loop()
         try:
             async with attempt.stack, asyncio.timeout_at(loop.time() + max(0.0, candidate.deadline_s - self._clock())):
-                if turn.endpoint is None:
+                if turn.endpoint is None and turn.request.resume is None:  # a resumed turn's client has its headers
                     turn.ttft_s, turn.attempt_ttft_s = self._clock() - turn.started_s, attempt.ttft_s
                     turn.overhead_s = turn.router_time_s()
                     turn.model = relay.watch.model or endpoint.model
@@ -304,10 +326,15 @@ class TurnRunner:
                 turn.endpoint = endpoint.name
                 if attempt.first:
                     yield attempt.first
-                async for raw in attempt.chunks:
-                    out = relay.feed(raw)
-                    if out:
-                        yield out
+                if relay.failure is None:
+                    async for raw in attempt.chunks:
+                        out = relay.feed(raw)
+                        if out:
+                            yield out
+                        if relay.failure is not None:
+                            break
+                if relay.failure is not None:
+                    raise relay.failure  # after the good part of its read went out
                 if not relay.watch.done:
                     raise UpstreamDisconnected("upstream stream ended before [DONE]", endpoint=endpoint.name)
         except TimeoutError as exc:
@@ -315,7 +342,7 @@ class TurnRunner:
             self._attempt(turn, candidate, attempt.start_s, OutcomeKind.TIMEOUT, error)
             raise error from exc
         except UpstreamError as error:
-            self._attempt(turn, candidate, attempt.start_s, outcome_kind_of(error), error)
+            self._attempt(turn, candidate, attempt.start_s, error.kind, error)
             raise
         except (asyncio.CancelledError, GeneratorExit):
             self._attempt(turn, candidate, attempt.start_s, OutcomeKind.CANCELLED)
@@ -328,11 +355,12 @@ class TurnRunner:
             endpoint = candidate.endpoint
             codec = self._codecs[endpoint.name]
             start_s = self._clock()
+            self._started(turn, candidate)
             try:
                 body = self._request_body(turn, codec, turn.request.body, endpoint, stream=False)
                 async with asyncio.timeout(max(0.0, candidate.deadline_s - start_s)):
-                    async with self._pool.open(endpoint, codec, body, candidate.timeouts, stream=False) as response:
-                        payload = await self._pool.read(response, endpoint.name)
+                    async with self._transport.open(endpoint, codec, body, candidate.timeouts, stream=False) as response:
+                        payload = await self._transport.read(response, endpoint.name)
                 completion = codec.parse_response(payload, endpoint=endpoint.name)
                 if not codec.passthrough:
                     payload = json.dumps(completion, separators=(",", ":")).encode()
@@ -352,7 +380,7 @@ class TurnRunner:
                     turn.cache_entry = entry_from_completion(completion, endpoint=endpoint.name, provider=endpoint.provider)
                 head = TurnHead(endpoint.name, endpoint.provider, turn.model, turn.received_at, turn.attempt_ttft_s)
                 return head, payload
-            self._attempt(turn, candidate, start_s, outcome_kind_of(error), error)
+            self._attempt(turn, candidate, start_s, error.kind, error)
             if not walk.after_failure(error):
                 break
         return self._fail(turn)
@@ -377,7 +405,9 @@ class TurnRunner:
 
     def _attempt(self, turn: TurnState, candidate: Candidate, start_s: float, kind: OutcomeKind,
                  error: UpstreamError | None = None, *, ttft_s: float | None = None) -> None:
-        turn.record_attempt(candidate, self._clock() - start_s, kind, error, ttft_s=ttft_s)
+        """An attempt ended: recorded for the turn, and reported at once (its
+        lease is released now, not when the whole turn ends)."""
+        self._report([turn.record_attempt(candidate, self._clock() - start_s, kind, error, ttft_s=ttft_s)])
 
     def _cost(self, turn: TurnState) -> TurnCost | None:
         price = self._prices.get(turn.endpoint) if turn.endpoint else None
@@ -394,11 +424,13 @@ class TurnRunner:
         )
 
     def _finish(self, turn: TurnState) -> None:
-        self._report(turn.outcomes)
+        """The turn's one end: its cache entry and its record."""
         if turn.cache_entry is not None and turn.request.cache_key:
             self._cache_put(turn.request.cache_key, turn.cache_entry)
-        provider = self._endpoints[turn.endpoint][0].provider if turn.endpoint else None
-        self._emit_record(turn_record(turn, provider=provider, cost=self._cost(turn), total_s=self._clock() - turn.started_s))
+        if turn.endpoint is not None:
+            turn.provider = self._endpoints[turn.endpoint][0].provider
+        turn.cost, turn.total_s = self._cost(turn), self._clock() - turn.started_s
+        self._emit(turn)
 
 
 async def _read_to_first_content(chunks: AsyncIterator[bytes], relay) -> bytes:
@@ -412,7 +444,9 @@ async def _read_to_first_content(chunks: AsyncIterator[bytes], relay) -> bytes:
         if out:
             pending.append(out)
         if watch.saw_content or watch.done:
-            return b"".join(pending)
+            return b"".join(pending)  # a failure later in this read is raised once it is forwarded
+        if relay.failure is not None:
+            raise relay.failure
     raise UpstreamDisconnected("upstream closed before the first token", endpoint=watch.endpoint)
 
 

@@ -1,4 +1,4 @@
-"""Relays: what a provider-caller forwards from one upstream stream.
+"""Relays: what a turn forwards from one upstream stream.
 
 ``PassThroughRelay`` is the hot path for OpenAI-compatible upstreams: each
 event's raw bytes go out unchanged, read once by the ``StreamWatch``.
@@ -7,6 +7,13 @@ re-encodes the new upstream's chunks under the original chunk id, drops
 its role preamble, and splices its text onto what was already sent
 (``router.continuation.Seam``). Both return, per network read, the bytes to
 forward (events that arrived together leave together).
+
+What a relay counts as forwarded is exactly what its ``feed`` returned: an
+event that fails part-way through a read ends the read there, the events
+before it are returned (and counted), and the failure waits in ``failure``
+for the turn to raise once those bytes are on their way. So a continuation
+starts exactly after the last word the client was handed, never after a word
+that was thrown away with a failed read.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from __future__ import annotations
 import json
 
 from router.continuation import Seam
-from router.errors import UpstreamProtocolError
+from router.errors import UpstreamError, UpstreamProtocolError
 from router.sse import DONE_DATA, DONE_EVENT, SSEDecoder, encode_json
 from router.stream_watch import StreamWatch
 
@@ -22,15 +29,23 @@ __all__ = ["PassThroughRelay", "ContinuationRelay"]
 
 
 class PassThroughRelay:
-    __slots__ = ("watch", "_decoder")
+    __slots__ = ("watch", "failure", "_decoder")
 
     def __init__(self, watch: StreamWatch):
         self.watch = watch
+        self.failure: UpstreamError | None = None  # set by the read that failed
         self._decoder = SSEDecoder()
 
     def feed(self, raw: bytes) -> bytes:
         accept = self.watch.accept
-        return b"".join([e.raw for e in self._decoder.feed(raw) if accept(e)])
+        out = []
+        try:
+            for event in self._decoder.feed(raw):
+                if accept(event):
+                    out.append(event.raw)
+        except UpstreamError as error:
+            self.failure = error
+        return b"".join(out)
 
     @property
     def forwarded_text(self) -> str:
@@ -40,6 +55,7 @@ class PassThroughRelay:
 class ContinuationRelay:
     def __init__(self, watch: StreamWatch, seam: Seam, chunk_id: str | None):
         self.watch = watch
+        self.failure: UpstreamError | None = None  # set by the read that failed
         self._seam = seam
         self._chunk_id = chunk_id
         self._decoder = SSEDecoder()
@@ -52,22 +68,28 @@ class ContinuationRelay:
 
     def feed(self, raw: bytes) -> bytes:
         out: list[bytes] = []
-        for event in self._decoder.feed(raw):
-            if event.data is None:
-                continue
-            if event.data == DONE_DATA:
-                self.watch.done = True
-                out.append(self._flush_seam())
-                out.append(DONE_EVENT)
-                continue
-            try:
-                chunk = json.loads(event.data)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise UpstreamProtocolError("upstream sent a malformed stream event", endpoint=self.watch.endpoint) from exc
-            if not isinstance(chunk, dict) or not self.watch.accept_chunk(chunk):
-                continue
-            out.append(self._rewrite(chunk))
+        try:
+            for event in self._decoder.feed(raw):
+                piece = self._event(event)
+                if piece:
+                    out.append(piece)
+        except UpstreamError as error:
+            self.failure = error
         return b"".join(out)
+
+    def _event(self, event) -> bytes:
+        if event.data is None:
+            return b""
+        if event.data == DONE_DATA:
+            self.watch.done = True
+            return self._flush_seam() + DONE_EVENT
+        try:
+            chunk = json.loads(event.data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UpstreamProtocolError("upstream sent a malformed stream event", endpoint=self.watch.endpoint) from exc
+        if not isinstance(chunk, dict) or not self.watch.accept_chunk(chunk):
+            return b""
+        return self._rewrite(chunk)
 
     def _rewrite(self, chunk: dict) -> bytes:
         if self._chunk_id:
