@@ -75,10 +75,15 @@ VARIANTS: dict[str, dict] = {
     "router": {},
     "router-snapshot": {"planning": "snapshot"},
     "router-lean": {"planning": "snapshot", "upstream_calls": "ingress"},
-    # The router as it was at --before-rev (default config): the "before"
-    # column, run from a git worktree of that commit, in the same run.
+    # The router as it was at --before-rev: the "before" columns, run from a
+    # git worktree of that commit, in the same run (default shape, and lean).
     "router-before": {},
+    "router-lean-before": {"planning": "snapshot", "upstream_calls": "ingress"},
 }
+
+
+def _is_before(variant: str) -> bool:
+    return variant.endswith("-before")
 # Ray Serve keeps deploying for a moment after /health first answers.
 SETTLE_S = 5.0
 
@@ -165,7 +170,7 @@ def _ratio(value: float, reference: float) -> float | None:
 
 
 def run_round(variant: str, levels: list[tuple[int, int]], warmup_turns: int, bench: Bench) -> dict:
-    code_dir = bench.before_dir if variant == "router-before" else None
+    code_dir = bench.before_dir if _is_before(variant) else None
     directory = bench.tmp / variant
     directory.mkdir()
     port = free_port()
@@ -463,8 +468,8 @@ def main() -> int:
     parser.add_argument("--out", default="compare", help="results base name under benchmarks/results/ (default compare)")
     parser.add_argument("--before-rev", default=None, help="git revision the router-before variant runs (default: none)")
     args = parser.parse_args()
-    if "router-before" in args.router_variants.split(",") and not args.before_rev:
-        parser.error("the router-before variant needs --before-rev")
+    if any(_is_before(v) for v in args.router_variants.split(",")) and not args.before_rev:
+        parser.error("the *-before variants need --before-rev")
     try:
         levels = parse_levels(args.levels)
     except ValueError as exc:
@@ -473,7 +478,7 @@ def main() -> int:
     if unknown := [v for v in variants if v not in VARIANTS]:
         parser.error(f"unknown router variant(s) {unknown}; known: {list(VARIANTS)}")
     try:
-        check_variant_configs([v for v in variants if v != "router-before"])
+        check_variant_configs([v for v in variants if not _is_before(v)])
     except ConfigError as exc:
         parser.error(f"--router-variants: {exc}")
     signal.signal(signal.SIGTERM, _exit_on_sigterm)

@@ -27,8 +27,16 @@ from router.catalog import load_catalog, model_card
 from router.config import RouterConfig
 from router.keys import KeyInfo, KeyRing, RateLimited
 from turnlog.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
-from router.errors import InvalidRequest, ModelNotFound, PayloadTooLarge, TurnFailed, TurnInterrupted
-from router.openai_wire import parse_chat_request
+from router.errors import (
+    InvalidRequest,
+    ModelNotFound,
+    PayloadTooLarge,
+    RequestTimeout,
+    TurnFailed,
+    TurnInterrupted,
+    UnsupportedMediaType,
+)
+from router.openai_wire import drop_client_overrides, is_json_content_type, parse_chat_request, request_id_from_header
 from router.response_cache import CachedTurn, cache_key, cache_requested, replay_completion, replay_sse
 from router.routing_state import check_eligible
 from router.sse import DONE_DATA, DONE_EVENT, SSEDecoder, encode_json
@@ -123,11 +131,20 @@ def _new_request_id() -> str:
 
 
 def _request_id(request: Request) -> str:
-    # Serve's request-id middleware has already put the client's
-    # x-request-id (or a fresh one) on the request, and echoes it on the
-    # response: the turn log uses the same id.
-    given = request.headers.get("x-request-id")
-    return given[:128] if given else _new_request_id()
+    # The client's x-request-id, if it is a sane one (at most 128 visible
+    # ASCII characters: it lands in the turn log and in logs), else a new one.
+    return request_id_from_header(request.headers.get("x-request-id")) or _new_request_id()
+
+
+def _handle_body(body: dict, stream: bool) -> tuple:
+    """A handle caller's dict, checked like an HTTP body (and one too deep
+    to serialise is the caller's 400, not the router's 500)."""
+    try:
+        encoded = json.dumps({**body, "stream": stream}).encode()
+    except (RecursionError, ValueError, TypeError) as exc:
+        raise InvalidRequest(f"the request body cannot be read as JSON ({type(exc).__name__})") from None
+    chat, raw = parse_chat_request(encoded)
+    return chat, raw, tuple(drop_client_overrides(raw))
 
 
 @serve.ingress(api)
@@ -154,9 +171,12 @@ class Ingress:
         return {"status": "ok"}
 
     @api.get("/v1/models")
-    async def models(self) -> dict:
+    async def models(self, request: Request) -> dict:
         """What this router can serve now, in OpenAI's list format; catalog
-        models carry their catalog fields under ``nemo`` (never keys or URLs)."""
+        models carry their catalog fields under ``nemo`` (never keys or URLs).
+        Needs a client key unless ``auth.open_model_list``."""
+        if not self._config.auth.open_model_list:
+            self._keys.authenticate(request.headers.get("authorization"))
         return {"object": "list", "data": self._model_cards}
 
     @api.get("/v1/metrics")
@@ -195,8 +215,11 @@ class Ingress:
     async def chat_completions(self, request: Request) -> Response:
         received_at = time.time()
         key = self._keys.authenticate(request.headers.get("authorization"))  # before reading the body
+        if not is_json_content_type(request.headers.get("content-type")):
+            raise UnsupportedMediaType("the request body must be JSON (content-type: application/json)")
         body = await self._read_body(request)
         chat, raw = parse_chat_request(body)
+        notes = tuple(drop_client_overrides(raw))  # before the cache key and anything upstream
         self._keys.authorize(key, chat.model)
         await self._admit(key)
         tags = _requested_tags(request.headers.get("x-nemo-tags"), raw)
@@ -204,7 +227,7 @@ class Ingress:
         ck, cached = await self._cache_lookup(raw, tags, key)
         if cached is not None:
             return self._replay(cached, chat, raw, request_id, received_at, key, tags)
-        turn, plan_s, guard = await self._prepare(chat, raw, tags, request_id, received_at, key.key_id, cache_key=ck)
+        turn, plan_s, guard = await self._prepare(chat, raw, tags, request_id, received_at, key.key_id, cache_key=ck, notes=notes)
         cache_header = {"x-nemo-cache": "miss" if ck else "bypass"}
         if chat.stream:
             return _with_headers(await self._stream(turn, plan_s, guard), cache_header)
@@ -253,16 +276,16 @@ class Ingress:
     # the router's typed errors (``RouterError`` subclasses).
 
     async def chat(self, body: dict, *, tags: tuple[str, ...] = (), request_id: str | None = None) -> dict:
-        chat, raw = parse_chat_request(json.dumps({**body, "stream": False}).encode())
-        turn, _, guard = await self._prepare(chat, raw, _requested_tags(None, raw, tags), request_id or _new_request_id(), time.time())
+        chat, raw, notes = _handle_body(body, stream=False)
+        turn, _, guard = await self._prepare(chat, raw, _requested_tags(None, raw, tags), request_id or _new_request_id(), time.time(), notes=notes)
         result = await self._complete_once(turn, guard)
         if isinstance(result, TurnFailure):
             raise TurnFailed(result.http_status, result.error)
         return json.loads(result[1])
 
     async def chat_stream(self, body: dict, *, tags: tuple[str, ...] = (), request_id: str | None = None):
-        chat, raw = parse_chat_request(json.dumps({**body, "stream": True}).encode())
-        turn, _, guard = await self._prepare(chat, raw, _requested_tags(None, raw, tags), request_id or _new_request_id(), time.time())
+        chat, raw, notes = _handle_body(body, stream=True)
+        turn, _, guard = await self._prepare(chat, raw, _requested_tags(None, raw, tags), request_id or _new_request_id(), time.time(), notes=notes)
         head, pieces = await self._open_stream(turn, guard)
         if isinstance(head, TurnFailure):
             raise TurnFailed(head.http_status, head.error)
@@ -299,6 +322,7 @@ class Ingress:
         received_at: float,
         api_key_id: str | None = None,
         cache_key: str | None = None,
+        notes: tuple[str, ...] = (),
     ) -> tuple[TurnRequest, float, TurnGuard]:
         """Validate the model and tags, plan with the tracker: the turn to
         run, and the ingress's guard on its leases (made before the plan is
@@ -333,22 +357,33 @@ class Ingress:
             request_error_endpoints=plan.request_error_endpoints,
             reserved=reserved,
             turn_id=turn_id,
+            notes=notes,
         )
         return turn, plan_s, guard
 
     # -- helpers ------------------------------------------------------------
 
     async def _read_body(self, request: Request) -> bytes:
-        limit = self._config.server.max_body_bytes
+        """The whole body, within ``server.max_body_bytes`` and
+        ``server.body_read_timeout_s`` (a body announced and never sent is a
+        408, not a connection held open)."""
+        server = self._config.server
+        limit = server.max_body_bytes
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(f"request body exceeds {limit} bytes")
-        body = b""
-        async for part in request.stream():
-            body += part
-            if len(body) > limit:
-                raise PayloadTooLarge(f"request body exceeds {limit} bytes")
-        return body
+        parts: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(server.body_read_timeout_s):
+                async for part in request.stream():
+                    parts.append(part)
+                    size += len(part)
+                    if size > limit:
+                        raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+        except TimeoutError:
+            raise RequestTimeout(f"the request body did not arrive within {server.body_read_timeout_s:g} s") from None
+        return b"".join(parts)
 
     async def _stream(self, turn: TurnRequest, plan_s: float, guard: TurnGuard) -> Response:
         dispatched = time.perf_counter()

@@ -41,4 +41,5 @@ def turn_record(turn: TurnState) -> TurnRecord:
         messages_json=json.dumps(turn.request.body.get("messages")) if turn.request.store_messages else None,
         hedged=turn.hedged,
         request_notes=list(turn.notes),
+        error_detail=turn.error_detail,
     )

@@ -12,7 +12,9 @@ client's status are read from it, never re-derived.
     │   ├── InvalidRequest               400 malformed JSON, wrong types
     │   ├── ModelNotFound                404 unknown model or group
     │   ├── NoEligibleEndpoint           400 no endpoint has the required tags
-    │   └── PayloadTooLarge              413 body over the configured limit
+    │   ├── PayloadTooLarge              413 body over the configured limit
+    │   ├── RequestTimeout               408 the body did not arrive in time
+    │   └── UnsupportedMediaType         415 a body that is not JSON
     └── UpstreamError                    one attempt at one endpoint failed
         ├── UpstreamConnectError         connection refused / reset (local)
         ├── UpstreamTimeout              no reply or no first token in time
@@ -38,6 +40,8 @@ __all__ = [
     "ModelNotFound",
     "NoEligibleEndpoint",
     "PayloadTooLarge",
+    "RequestTimeout",
+    "UnsupportedMediaType",
     "UpstreamError",
     "UpstreamConnectError",
     "UpstreamTimeout",
@@ -111,6 +115,16 @@ class PayloadTooLarge(ClientError):
     code = "request_too_large"
 
 
+class RequestTimeout(ClientError):
+    http_status = 408
+    code = "request_timeout"
+
+
+class UnsupportedMediaType(ClientError):
+    http_status = 415
+    code = "unsupported_media_type"
+
+
 class UpstreamError(RouterError):
     """One attempt failed; ``kind`` says how, once, for every reader.
 
@@ -150,12 +164,17 @@ class UpstreamTimeout(UpstreamError):
 class UpstreamStatusError(UpstreamError):
     """The upstream replied with a non-2xx status (or an error event).
 
-    ``kind`` by default follows the status: 429 is ``RATE_LIMITED``, 5xx
-    ``UPSTREAM_ERROR``, any other 4xx ``REQUEST_REJECTED``; a codec passes
-    the kind explicitly when the provider's error type knows better (an
-    Anthropic ``overloaded_error`` is the provider's fault whatever the
-    status). A rejected request passes its 4xx status on to the client;
-    any other kind is the router's 502.
+    ``kind`` by default follows the status: 429 is ``RATE_LIMITED``, 401 and
+    403 ``UPSTREAM_AUTH`` (the router's provider key was refused: the
+    endpoint's fault, never the client's), 5xx ``UPSTREAM_ERROR``, any other
+    4xx ``REQUEST_REJECTED``; a codec passes the kind explicitly when the
+    provider's error type knows better (an Anthropic ``overloaded_error`` is
+    the provider's fault whatever the status). A rejected request passes its
+    4xx status on to the client; any other kind is the router's 502.
+
+    ``message`` is the router's own words, safe for the client; the
+    upstream's text is never relayed. ``detail`` keeps it, redacted
+    (``router.redact``), for the turn record and the operator's log.
     """
 
     code = "upstream_status_error"
@@ -168,10 +187,12 @@ class UpstreamStatusError(UpstreamError):
         retry_after_s: float | None = None,
         endpoint: str | None = None,
         kind: OutcomeKind | None = None,
+        detail: str | None = None,
     ):
         super().__init__(message, endpoint=endpoint)
         self.status_code = status_code
         self.retry_after_s = retry_after_s
+        self.detail = detail
         self.kind = kind if kind is not None else kind_of_status(status_code)
         if self.kind is OutcomeKind.REQUEST_REJECTED:
             self.http_status = status_code if 400 <= status_code < 500 else 400
@@ -182,6 +203,8 @@ def kind_of_status(status_code: int) -> OutcomeKind:
     """An error status's kind when nothing more specific is known."""
     if status_code == 429:
         return OutcomeKind.RATE_LIMITED
+    if status_code in (401, 403):
+        return OutcomeKind.UPSTREAM_AUTH
     return OutcomeKind.UPSTREAM_ERROR if status_code >= 500 else OutcomeKind.REQUEST_REJECTED
 
 

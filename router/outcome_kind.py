@@ -26,6 +26,9 @@ class OutcomeKind(str, Enum):
     TIMEOUT = "timeout"
     UPSTREAM_ERROR = "upstream_5xx"
     RATE_LIMITED = "rate_limited"
+    # The upstream refused the router's own provider key (401/403): the
+    # endpoint's fault, never the client's; the operator must act.
+    UPSTREAM_AUTH = "upstream_auth"
     # The request is at fault (context too long, a bad parameter): not
     # retried down the chain, moved to ``request_error_fallback`` if declared.
     REQUEST_REJECTED = "request_rejected"

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 
 from router.errors import UpstreamProtocolError
+from router.providers.base import token_count
 from router.sse import DONE_DATA, SSEEvent
 
 __all__ = ["StreamWatch", "Usage"]
@@ -26,9 +27,13 @@ class Usage:
 
     @classmethod
     def from_dict(cls, usage: dict | None) -> "Usage | None":
+        """Usage as the upstream reported it; a count that is not a believable
+        integer is treated as missing (usage is metadata: a turn that produced
+        its answer does not fail for it)."""
         if not isinstance(usage, dict):
             return None
-        return cls(usage.get("prompt_tokens"), usage.get("completion_tokens"), usage.get("total_tokens"))
+        return cls(token_count(usage.get("prompt_tokens")), token_count(usage.get("completion_tokens")),
+                   token_count(usage.get("total_tokens")))
 
 
 class StreamWatch:
@@ -91,10 +96,17 @@ class StreamWatch:
         if usage:
             self.usage = Usage.from_dict(usage)
         if choices:
-            choice = choices[0]
+            # A few type checks per event: a reply of the right shape with the
+            # wrong types is the endpoint's protocol error, not a crash.
+            if type(choices) is not list or type(choice := choices[0]) is not dict:
+                raise UpstreamProtocolError("upstream stream event has malformed choices", endpoint=self.endpoint)
             delta = choice.get("delta") or {}
+            if type(delta) is not dict:
+                raise UpstreamProtocolError("upstream stream event has a malformed delta", endpoint=self.endpoint)
             content = delta.get("content")
             if content:
+                if type(content) is not str:
+                    raise UpstreamProtocolError("upstream stream event has non-text content", endpoint=self.endpoint)
                 self.text_parts.append(content)
                 self.saw_content = True
             if delta.get("tool_calls"):

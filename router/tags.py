@@ -14,7 +14,7 @@ and stripped, so ``EU`` asks for ``eu``.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 from router.errors import InvalidRequest, NoEligibleEndpoint
@@ -42,10 +42,18 @@ _E = TypeVar("_E", bound=_Tagged)
 def parse_tags(raw: str | Iterable[str] | None, *, param: str = "tags") -> tuple[str, ...]:
     """Requested tags from a comma-separated header or a list, normalised:
     lowercased, stripped, deduplicated, sorted. Raises ``InvalidRequest``
-    (naming ``param``) for a tag that is not well-formed."""
+    (naming ``param``) for a tag that is not well-formed, or for ``raw``
+    that is neither (a body's ``nemo_tags`` may be any JSON value)."""
     if raw is None:
         return ()
-    parts = raw.split(",") if isinstance(raw, str) else list(raw)
+    if isinstance(raw, str):
+        parts = raw.split(",")
+    elif isinstance(raw, Iterable) and not isinstance(raw, Mapping):
+        parts = list(raw)
+    else:
+        raise InvalidRequest(
+            f"tags must be a list of strings or a comma-separated string, got {type(raw).__name__}", param=param
+        )
     tags: set[str] = set()
     for part in parts:
         if not isinstance(part, str):

@@ -25,6 +25,8 @@ FailureMode = Literal[
     "http_503",
     "http_429",
     "http_529",
+    "http_401",
+    "http_403",
     "context_too_long",
     "hang",
     "drop_after",
@@ -32,7 +34,10 @@ FailureMode = Literal[
     "stall_after",
 ]
 
-HTTP_FAILURE_STATUS: dict[str, int] = {"http_500": 500, "http_503": 503, "http_429": 429, "http_529": 529, "context_too_long": 400}
+HTTP_FAILURE_STATUS: dict[str, int] = {
+    "http_500": 500, "http_503": 503, "http_429": 429, "http_529": 529, "http_401": 401, "http_403": 403,
+    "context_too_long": 400,
+}
 """Failure modes answered with an immediate JSON error, by status (the error
 object is in the request's format: OpenAI, Anthropic or Gemini)."""
 
@@ -82,6 +87,9 @@ class Behavior(BaseModel):
             request sets no `max_tokens`; otherwise `min(tokens, max_tokens)`.
             Default 20.
         failure: What goes wrong. Default `"none"`.
+            - `http_401` / `http_403`: the router's provider key refused, with
+              a message that quotes a fragment of it and an internal URL, as
+              real providers' messages do.
             - `http_500` / `http_503` / `http_429` / `http_529`: immediate
               JSON error in the request's format (Anthropic answers 503 and
               529 with `overloaded_error`, Gemini with `UNAVAILABLE`).

@@ -167,20 +167,26 @@ class StreamedCompletion:
                 for event in self._events.tool_call(tool):
                     await _body(send, event)
             else:
-                await _body(send, self._events.text(token_text(first_word + index - 1)))
+                event = self._events.text(token_text(first_word + index - 1))
+                if index == stop_at and plan.behavior.failure == "malformed":
+                    # The garbage arrives glued to the last good word, in one
+                    # write: a relay must forward that word and still stop.
+                    event += self._events.malformed
+                await _body(send, event)
         if stop_at is not None:
-            await self._fail(send, disconnected)
+            await self._fail(send, disconnected, malformed_sent=bool(stop_at) and not tool)
             return
         await self._finish(send)
 
-    async def _fail(self, send: Send, disconnected: asyncio.Future[None]) -> None:
+    async def _fail(self, send: Send, disconnected: asyncio.Future[None], *, malformed_sent: bool = False) -> None:
         failure = self._plan.behavior.failure
         if failure == "drop_after":
             raise ConnectionDrop(f"simulated drop after {self._plan.tokens_before_failure} tokens")
         if failure == "stall_after":
             await disconnected
             return
-        await _body(send, self._events.malformed)
+        if not malformed_sent:
+            await _body(send, self._events.malformed)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _finish(self, send: Send) -> None:

@@ -75,7 +75,7 @@ def router_config(sim, turn_log_path: Path) -> dict:
     # endpoint out of the plan (the breaker has its own group and test).
     failover = {**ordered, "breaker": {"consecutive_failures": 10_000, "min_requests": 10_000}}
     return {
-        "server": {"port": ROUTER_PORT, "max_body_bytes": 65536},
+        "server": {"port": ROUTER_PORT, "max_body_bytes": 65536, "body_read_timeout_s": 2.0},
         # Two ingress replicas: routing state must be global, not per replica.
         "deployments": {"ingress_replicas": 2, "report_interval_s": 0.05},
         "model_groups": {

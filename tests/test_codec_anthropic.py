@@ -205,12 +205,29 @@ def test_images_and_a_trailing_assistant_prefill(codec):
     assert body["messages"][1] == {"role": "assistant", "content": "It is a w1 w2"}  # API refuses trailing space
 
 
-def test_bad_tool_call_arguments_are_400(codec):
+def calling(arguments: str) -> dict:
+    return {"messages": [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "tool_calls": [{"id": "a", "type": "function", "function": {"name": "f", "arguments": arguments}}]},
+    ]}
+
+
+# Python cannot read a 4300+ digit integer, nor nesting past its recursion limit.
+@pytest.mark.parametrize("arguments", ["{oops", '{"n":' + "9" * 5000 + "}", "[" * 5000 + "]" * 5000])
+def test_bad_tool_call_arguments_are_400(codec, arguments):
     with pytest.raises(InvalidRequest):
-        body_of(codec, {"messages": [
-            {"role": "user", "content": "x"},
-            {"role": "assistant", "tool_calls": [{"id": "a", "type": "function", "function": {"name": "f", "arguments": "{oops"}}]},
-        ]})
+        body_of(codec, calling(arguments))
+
+
+def test_arguments_nested_near_the_recursion_limit_build_or_are_400(codec):
+    # Read just under the limit, they sit a few levels deeper in the body,
+    # so encoding it can overflow where reading did not (where depends on
+    # the stack, hence every depth up to the limit).
+    for depth in range(800, 1001):
+        try:
+            body_of(codec, calling('{"a":' * depth + "1" + "}" * depth))
+        except InvalidRequest as error:
+            assert error.param is not None
 
 
 # --- non-streamed replies -----------------------------------------------------
@@ -265,6 +282,39 @@ def test_stop_reasons(codec, stop_reason, finish_reason):
 
 @pytest.mark.parametrize("payload", [b"{not json", b"[]", b'{"type": "completion"}'])
 def test_unreadable_reply_is_a_protocol_error(codec, payload):
+    with pytest.raises(UpstreamProtocolError):
+        codec.parse_response(payload, endpoint="claude-a")
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [[1], "412", {"input_tokens": "412", "output_tokens": 58}, {"input_tokens": 10**4000, "output_tokens": True}],
+)
+def test_usage_of_the_wrong_type_reads_as_absent(codec, usage):
+    # Usage is metadata: a bad count must not fail a reply that has its answer.
+    completion = codec.parse_response(json.dumps({**MESSAGE, "usage": usage}).encode())
+
+    assert completion["choices"][0]["message"]["content"] == "I'll look that up."
+    assert completion["usage"]["prompt_tokens"] == 0
+    assert completion["usage"]["completion_tokens"] in (0, 58)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"content": [{"type": "text", "text": 5}]},
+        {"content": [{"type": "tool_use", "id": ["t"], "name": "f", "input": {}}]},
+        {"stop_reason": ["end_turn"]},
+        {"id": {"a": 1}},
+    ],
+)
+def test_a_field_of_the_wrong_type_is_a_protocol_error(codec, change):
+    with pytest.raises(UpstreamProtocolError):
+        codec.parse_response(json.dumps({**MESSAGE, **change}).encode(), endpoint="claude-a")
+
+
+@pytest.mark.parametrize("payload", [b"[" * 1100 + b"]" * 1100, b'{"type":"message","content":[],"n":' + b"9" * 5000 + b"}"])
+def test_unreadably_deep_or_huge_json_is_a_protocol_error(codec, payload):
     with pytest.raises(UpstreamProtocolError):
         codec.parse_response(payload, endpoint="claude-a")
 
@@ -379,6 +429,41 @@ def test_malformed_or_out_of_order_events_are_protocol_errors(codec, raw):
         translator.feed(events_of(raw)[0])
 
 
+MESSAGE_START = b'data: {"type":"message_start","message":{"id":"m","model":"c","usage":{"input_tokens":"3"}}}\n\n'
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'data: {"type":["message_start"]}\n\n',
+        b'data: {"type":"message_start","message":[1]}\n\n',
+        b'data: {"type":"content_block_start","index":0,"content_block":"text"}\n\n',
+        b'data: {"type":"content_block_start","index":[],"content_block":{"type":"tool_use","id":"t","name":"f"}}\n\n',
+        b'data: {"type":"content_block_delta","index":"0","delta":{"type":"input_json_delta","partial_json":"{"}}\n\n',
+        b'data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":7}}\n\n',
+        b'data: {"type":"message_delta","delta":{"stop_reason":[]}}\n\n',
+    ],
+)
+def test_stream_events_of_the_wrong_shape_are_protocol_errors(codec, raw):
+    translator = codec.stream_translator("claude-haiku-4-5")
+    translator.feed(events_of(MESSAGE_START)[0])
+
+    with pytest.raises(UpstreamProtocolError):
+        for event in events_of(raw):
+            translator.feed(event)
+
+
+def test_stream_usage_of_the_wrong_type_reads_as_absent(codec):
+    translator = codec.stream_translator("claude-haiku-4-5")
+    raw = MESSAGE_START + b'data: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":[9]}\n\n'
+    raw += b'data: {"type":"message_stop"}\n\n'
+    for event in events_of(raw):
+        translator.feed(event)
+
+    assert translator.finish() == [] and translator.finish_reason == "stop"
+    assert translator.usage == {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+
+
 # --- error replies ----------------------------------------------------------------
 
 
@@ -393,7 +478,8 @@ def error_body(kind: str, message: str = "details") -> bytes:
         (500, "api_error", True, 502),
         (429, "rate_limit_error", True, 502),
         (400, "invalid_request_error", False, 400),
-        (401, "authentication_error", False, 401),
+        # The router's own key refused: the endpoint's fault, never relayed as the client's 401.
+        (401, "authentication_error", True, 502),
         (413, "request_too_large", False, 413),
         # The type decides when it disagrees with the status:
         (400, "overloaded_error", True, 502),
@@ -421,6 +507,13 @@ def test_retry_after_and_unstructured_bodies(codec):
 
     assert limited.retry_after_s == 12.0
     assert gateway.retryable and gateway.provider_error_type is None
+
+
+@pytest.mark.parametrize("body", [b"[" * 1100 + b"]" * 1100, b'{"type":"error","n":' + b"9" * 5000 + b"}", b"\xff\xfe"])
+def test_unreadable_error_bodies_are_classified_by_status(codec, body):
+    error = codec.error_from_status(529, body, None, endpoint="claude-a")
+
+    assert isinstance(error, UpstreamStatusError) and error.retryable and error.provider_error_type is None
 
 
 # --- property: any text, any deltas, any network split ----------------------------

@@ -139,6 +139,17 @@ def test_tool_calls_and_results_become_function_call_and_response_parts(codec):
     ]
 
 
+@pytest.mark.parametrize("content", ['{"n":' + "9" * 5000 + "}", "[" * 5000 + "]" * 5000])
+def test_a_tool_result_python_cannot_read_as_json_is_sent_as_text(codec, content):
+    body, _ = body_of(codec, {"messages": [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c", "content": content},
+    ]})
+
+    assert body["contents"][-1]["parts"] == [{"functionResponse": {"name": "f", "response": {"result": content}}}]
+
+
 def test_tool_result_without_a_matching_call_is_400(codec):
     with pytest.raises(InvalidRequest) as info:
         body_of(codec, {"messages": [{"role": "user", "content": "x"}, {"role": "tool", "tool_call_id": "nope", "content": "1"}]})
@@ -205,6 +216,42 @@ def test_blocked_prompt_is_content_filter(codec):
 
     choice = codec.parse_response(json.dumps(blocked).encode())["choices"][0]
     assert choice == {"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "content_filter"}
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [[1], {"promptTokenCount": "40", "candidatesTokenCount": 12.5, "totalTokenCount": -1},
+     {"promptTokenCount": 2**53, "thoughtsTokenCount": False}],
+)
+def test_usage_of_the_wrong_type_reads_as_absent(codec, usage):
+    # Usage is metadata: a bad count must not fail a reply that has its answer.
+    completion = codec.parse_response(json.dumps({**RESPONSE, "usageMetadata": usage}).encode())
+
+    assert completion["choices"][0]["message"]["content"] == "Let me check."
+    assert completion["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        {"candidates": {"0": {}}},
+        {"candidates": [5]},
+        {"candidates": [{"content": [1]}]},
+        {"candidates": [{"content": {"parts": "text"}}]},
+        {"candidates": [{"content": {"parts": []}, "finishReason": ["STOP"]}]},
+        {"promptFeedback": 5},
+        {**RESPONSE, "responseId": 7},
+    ],
+)
+def test_a_field_of_the_wrong_type_is_a_protocol_error(codec, response):
+    with pytest.raises(UpstreamProtocolError):
+        codec.parse_response(json.dumps(response).encode(), endpoint="gem-a")
+
+
+@pytest.mark.parametrize("payload", [b"[" * 1100 + b"]" * 1100, b'{"candidates":[],"n":' + b"9" * 5000 + b"}"])
+def test_unreadably_deep_or_huge_json_is_a_protocol_error(codec, payload):
+    with pytest.raises(UpstreamProtocolError):
+        codec.parse_response(payload, endpoint="gem-a")
 
 
 # --- streams ------------------------------------------------------------------
@@ -306,6 +353,21 @@ def test_malformed_event_is_a_protocol_error(codec):
         codec.stream_translator("m").feed(events_of(b'data: {"candidates": [\r\n\r\n')[0])
 
 
+@pytest.mark.parametrize("candidate", [{"content": [1]}, {"finishReason": ["STOP"]}, {"content": {"parts": {"text": "x"}}}])
+def test_stream_events_of_the_wrong_shape_are_protocol_errors(codec, candidate):
+    with pytest.raises(UpstreamProtocolError):
+        codec.stream_translator("m").feed(events_of(sse({"candidates": [candidate]}))[0])
+
+
+def test_stream_token_counts_of_the_wrong_type_read_as_absent(codec):
+    usage = {"promptTokenCount": "9", "candidatesTokenCount": 6, "totalTokenCount": None}
+
+    chunks, message = translate(codec, sse(chunk([{"text": "Hi"}], "STOP", usage)))
+
+    assert message.content == "Hi"
+    assert message.usage == {"prompt_tokens": 0, "completion_tokens": 6, "total_tokens": 6}
+
+
 # --- error replies ----------------------------------------------------------------
 
 
@@ -322,7 +384,7 @@ def google_error(code: int, status: str, message: str = "details", details: list
         (504, "DEADLINE_EXCEEDED", True),
         (400, "INVALID_ARGUMENT", False),
         (400, "FAILED_PRECONDITION", False),
-        (403, "PERMISSION_DENIED", False),
+        (403, "PERMISSION_DENIED", True),  # the router's key lacks access: the endpoint's fault
         (404, "NOT_FOUND", False),
     ],
 )
@@ -340,6 +402,22 @@ def test_retry_info_stands_in_for_a_missing_retry_after(codec):
 
     assert codec.error_from_status(429, body, None).retry_after_s == 39.0
     assert codec.error_from_status(429, body, "5").retry_after_s == 5.0
+
+
+@pytest.mark.parametrize("details", [5, "39s", [{"retryDelay": "infs"}], [{"retryDelay": "-3s"}], [{"retryDelay": "nans"}]])
+def test_unusable_retry_info_is_ignored(codec, details):
+    body = json.dumps({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "details": details}}).encode()
+
+    error = codec.error_from_status(429, body, None)
+
+    assert error.retryable and error.retry_after_s is None
+
+
+@pytest.mark.parametrize("body", [b"[" * 1100 + b"]" * 1100, b'{"error":{"code":' + b"9" * 5000 + b"}}", b"\xff\xfe"])
+def test_unreadable_error_bodies_are_classified_by_status(codec, body):
+    error = codec.error_from_status(503, body, None, endpoint="gem-a")
+
+    assert isinstance(error, UpstreamStatusError) and error.retryable and error.provider_error_type is None
 
 
 def test_array_wrapped_error_body(codec):

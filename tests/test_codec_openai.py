@@ -50,6 +50,16 @@ def test_parse_response_is_the_completion(codec):
         codec.parse_response(b'{"object": "list"}')
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [b'{"choices": [1]}', b'{"choices": [{"message": "hi"}]}', b'{"choices": "abc"}',
+     b"[" * 1100 + b"]" * 1100, b'{"choices": [], "created": ' + b"9" * 5000 + b"}"],
+)
+def test_malformed_completion_is_a_protocol_error(codec, payload):
+    with pytest.raises(UpstreamProtocolError):
+        codec.parse_response(payload, endpoint="oa")
+
+
 STREAM = (
     b'data: {"id":"chatcmpl-9","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}\n\n'
     b'data: {"id":"chatcmpl-9","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"f","arguments":""}}]},"finish_reason":null}]}\n\n'
@@ -88,6 +98,33 @@ def test_stream_without_done_is_a_disconnect(codec):
 
     with pytest.raises(UpstreamDisconnected):
         translator.finish()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b'{"choices": 5}', b'{"choices": "abc"}', b'{"choices": [1]}', b'{"choices": [{"finish_reason": ["stop"]}]}'],
+)
+def test_stream_chunk_of_the_wrong_shape_is_a_protocol_error(codec, data):
+    translator = codec.stream_translator("gpt-4o-mini", endpoint="oa")
+
+    with pytest.raises(UpstreamProtocolError):
+        for event in SSEDecoder().feed(b"data: " + data + b"\n\n"):
+            translator.feed(event)
+
+
+def test_stream_usage_that_is_not_an_object_reads_as_absent(codec):
+    translator = codec.stream_translator("gpt-4o-mini")
+    for event in SSEDecoder().feed(b'data: {"choices": [], "usage": [5]}\n\ndata: [DONE]\n\n'):
+        translator.feed(event)
+
+    assert translator.finish() == [] and translator.usage is None
+
+
+@pytest.mark.parametrize("body", [b"[" * 1100 + b"]" * 1100, b'{"error": {"code": ' + b"9" * 5000 + b"}}", b"[1]", b"\xff"])
+def test_unreadable_error_bodies_are_classified_by_status(codec, body):
+    error = codec.error_from_status(503, body, None, endpoint="oa")
+
+    assert isinstance(error, UpstreamStatusError) and error.retryable and error.provider_error_type is None
 
 
 @pytest.mark.parametrize(("status", "retryable"), [(503, True), (429, True), (500, True), (400, False), (404, False)])

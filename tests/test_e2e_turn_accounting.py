@@ -42,7 +42,7 @@ def acct(router, simulator, tmp_path_factory):
         "acct-fast": {"ttft_ms": 30, "token_interval_ms": 20, "tokens": 30},
         "acct-medium": {"ttft_ms": 150, "token_interval_ms": 20, "tokens": 30},
         "acct-slow": {"ttft_ms": 300, "token_interval_ms": 20, "tokens": 30},
-        "acct-malformed": {"ttft_ms": 10, "token_interval_ms": 0, "tokens": 20, "failure": "malformed", "drop_after_tokens": 3},
+        "acct-malformed": {"ttft_ms": 10, "token_interval_ms": 5, "tokens": 20, "failure": "malformed", "drop_after_tokens": 3},
         "acct-continuer": {"ttft_ms": 10, "token_interval_ms": 0, "tokens": 20},
         "acct-long": {"ttft_ms": 10, "token_interval_ms": 40, "tokens": 60},
     }

@@ -29,7 +29,7 @@ def test_valid_request_keeps_every_openai_field():
         (body(model=...), "missing_required_parameter", "model"),
         (body(messages=...), "missing_required_parameter", "messages"),
         (body(messages=[]), "invalid_value", "messages"),
-        (body(messages=[{"role": "robot", "content": "x"}]), "invalid_value", "messages.0.role"),
+        (body(messages=[{"role": "robot", "content": "x"}]), "invalid_value", "messages[0].role"),
         (body(stream="yes"), "invalid_value", "stream"),
         (body(temperature=7), "invalid_value", "temperature"),
         (body(max_tokens="lots"), "invalid_value", "max_tokens"),
@@ -60,7 +60,9 @@ def status_error(status, body, retry_after, endpoint):
 def test_status_classification():
     overloaded = status_error(503, b'{"error": {"message": "busy"}}', "2", "e1")
     assert overloaded.retryable and overloaded.counts_against_health
-    assert overloaded.retry_after_s == 2.0 and "busy" in overloaded.message
+    assert overloaded.retry_after_s == 2.0
+    # The upstream's text is kept (redacted) for the record, never put in the client's message.
+    assert "busy" not in overloaded.message and "busy" in overloaded.detail
     limited = status_error(429, b"", None, "e1")
     assert limited.retryable and limited.counts_against_health
     rejected = status_error(400, b"not json", None, "e1")

@@ -253,9 +253,12 @@ def test_a_request_fault_without_a_declared_group_ends_the_turn_with_its_4xx(res
     (failure,) = turns.stream(turns.request("small", reserved=reserved))
     assert failure.http_status == 400
     assert failure.error["error"]["type"] == "invalid_request_error"
-    assert "maximum context length" in failure.error["error"]["message"]
+    # The router's own words name the problem; the upstream's text stays in the record.
+    assert failure.error["error"]["code"] == "context_length_exceeded"
+    assert "maximum context length" not in failure.error["error"]["message"]
     assert turns.sent_to() == ["small-1"]
     assert turns.record.http_status == 400
+    assert "maximum context length" in turns.record.error_detail
     turns.assert_balanced()
 
 

@@ -76,3 +76,6 @@ class TurnRecord:
     # What a provider adapter dropped or changed in the request (e.g. a
     # parameter Anthropic has no equivalent for), one note each.
     request_notes: list[str] = field(default_factory=list)
+    # A failed turn's last upstream error, redacted (router.redact): the
+    # operator's view of what the client was told only in the router's words.
+    error_detail: str | None = None

@@ -34,6 +34,7 @@ cache_hit               bool                                        served from 
 messages_json           string                                      the conversation, only with store_messages (privacy default: off)
 hedged                  bool                                        a second endpoint raced the first for the first token
 request_notes           list<string>                                parameters a provider adapter dropped or changed
+error_detail            string                                      a failed turn's last upstream error, redacted (never sent to the client)
 dt                      string ``YYYY-MM-DD``                       partition: UTC date of ``timestamp``
 hour                    string ``HH``                               partition: UTC hour of ``timestamp``
 ======================  ==========================================  ===========================================
@@ -98,6 +99,7 @@ TURN_LOG_SCHEMA: pa.Schema = pa.schema(
         pa.field("messages_json", pa.string()),
         pa.field("hedged", pa.bool_()),
         pa.field("request_notes", pa.list_(pa.string())),
+        pa.field("error_detail", pa.string()),
         pa.field("dt", pa.string()),
         pa.field("hour", pa.string()),
     ]

@@ -50,6 +50,9 @@ class ApiKeyConfig(_Frozen):
 class AuthConfig(_Frozen):
     keys: tuple[ApiKeyConfig, ...] = ()
     admin_key_hash: str | None = None
+    # ``GET /v1/models`` needs a client key like every other ``/v1`` route;
+    # an open deployment may list its models to anyone.
+    open_model_list: bool = False
 
     @field_validator("admin_key_hash")
     @classmethod

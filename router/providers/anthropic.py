@@ -23,7 +23,6 @@ read in ``anthropic_response``.
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from router.providers.openai_request import (
     data_url,
     declared_tools,
     dropped_param_notes,
+    encode_body,
     reject_meaning_changes,
     tool_arguments,
 )
@@ -101,7 +101,7 @@ class AnthropicCodec:
             body["metadata"] = {"user_id": str(openai_request["user"])}
         if stream:
             body["stream"] = True
-        return json.dumps(body, separators=(",", ":")).encode(), notes
+        return encode_body(body), notes
 
     def _max_tokens(self, request: dict[str, Any]) -> int:
         for key in ("max_completion_tokens", "max_tokens"):

@@ -13,10 +13,17 @@ Stream translation, Anthropic event -> OpenAI chunks:
     error                               raises the classified error
 
 OpenAI numbers tool calls among tool calls, Anthropic among all content
-blocks; the translator maps one to the other. Errors are classified by
-Anthropic's ``error.type`` (each documents its HTTP status); a mid-stream
-``error`` event becomes the same ``UpstreamStatusError`` its type would
-have been as a status (``overloaded_error`` -> 529, retryable).
+blocks; the translator maps one to the other.
+
+A field the reply's meaning depends on (content, text, ids, stop_reason,
+an event's type, a block index) must have its type or the reply is an
+``UpstreamProtocolError``; a usage that is not an object, or a token count
+that is not a believable integer, reads as absent (0).
+
+Errors are classified by Anthropic's ``error.type`` (each documents its
+HTTP status); a mid-stream ``error`` event becomes the same
+``UpstreamStatusError`` its type would have been as a status
+(``overloaded_error`` -> 529, retryable).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import json
 from typing import Any
 
 from router.errors import UpstreamDisconnected, UpstreamProtocolError, UpstreamStatusError
-from router.providers.base import load_json_object, status_error
+from router.providers.base import as_dict, as_str, dict_or_empty, json_or_none, load_json_object, status_error, token_count
 from router.providers.chunks import ChunkBuilder, usage_dict
 from router.sse import SSEEvent
 
@@ -66,11 +73,7 @@ def _error_detail(payload: Any) -> tuple[str | None, str | None]:
 
 def classify_error(status: int, body: bytes, retry_after: str | None, *, endpoint: str | None) -> UpstreamStatusError:
     """A non-2xx reply, classified by its ``error.type`` where it has one."""
-    try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        payload = None
-    kind, detail = _error_detail(payload)
+    kind, detail = _error_detail(json_or_none(body))
     fault = ERROR_TYPES[kind][1] if kind in ERROR_TYPES else None
     return status_error(status, provider_type=kind, detail=detail, upstream_fault=fault,
                         retry_after_s=retry_after, endpoint=endpoint)
@@ -84,9 +87,16 @@ def _stream_error(payload: dict[str, Any], endpoint: str | None) -> UpstreamStat
 
 
 def _usage(usage: dict[str, Any]) -> dict[str, Any]:
-    cached = usage.get("cache_read_input_tokens") or 0
-    prompt = (usage.get("input_tokens") or 0) + (usage.get("cache_creation_input_tokens") or 0) + cached
-    return usage_dict(prompt, usage.get("output_tokens") or 0, cached_tokens=cached)
+    def count(key: str) -> int:
+        return token_count(usage.get(key)) or 0
+
+    cached = count("cache_read_input_tokens")
+    prompt = count("input_tokens") + count("cache_creation_input_tokens") + cached
+    return usage_dict(prompt, count("output_tokens"), cached_tokens=cached)
+
+
+def _finish_reason(stop_reason: Any, endpoint: str | None) -> str:
+    return FINISH_REASONS.get(as_str(stop_reason, "stop_reason", endpoint), "stop")
 
 
 def parse_message(payload: bytes, *, created: int, fallback_id: str, endpoint: str | None) -> dict[str, Any]:
@@ -95,24 +105,26 @@ def parse_message(payload: bytes, *, created: int, fallback_id: str, endpoint: s
     content = data.get("content")
     if data.get("type") != "message" or not isinstance(content, list):
         raise UpstreamProtocolError("upstream reply is not an Anthropic message", endpoint=endpoint)
-    text = "".join(b.get("text") or "" for b in content if isinstance(b, dict) and b.get("type") == "text")
-    tool_calls = [
-        {"id": b.get("id"), "type": "function",
-         "function": {"name": b.get("name"), "arguments": json.dumps(b.get("input") or {}, separators=(",", ":"))}}
-        for b in content
-        if isinstance(b, dict) and b.get("type") == "tool_use"
-    ]
+    blocks = [b for b in content if isinstance(b, dict)]
+    text = "".join(as_str(b.get("text"), "text block", endpoint) or "" for b in blocks if b.get("type") == "text")
+    tool_calls = [_tool_call(b, endpoint) for b in blocks if b.get("type") == "tool_use"]
     message: dict[str, Any] = {"role": "assistant", "content": text if text or not tool_calls else None}
     if tool_calls:
         message["tool_calls"] = tool_calls
     return {
-        "id": data.get("id") or fallback_id,
+        "id": as_str(data.get("id"), "message id", endpoint) or fallback_id,
         "object": "chat.completion",
         "created": created,
-        "model": data.get("model"),
-        "choices": [{"index": 0, "message": message, "finish_reason": FINISH_REASONS.get(data.get("stop_reason"), "stop")}],
-        "usage": _usage(data.get("usage") or {}),
+        "model": as_str(data.get("model"), "message model", endpoint),
+        "choices": [{"index": 0, "message": message, "finish_reason": _finish_reason(data.get("stop_reason"), endpoint)}],
+        "usage": _usage(dict_or_empty(data.get("usage"))),
     }
+
+
+def _tool_call(block: dict[str, Any], endpoint: str | None) -> dict[str, Any]:
+    arguments = json.dumps(block.get("input") or {}, separators=(",", ":"))
+    return {"id": as_str(block.get("id"), "tool_use id", endpoint), "type": "function",
+            "function": {"name": as_str(block.get("name"), "tool_use name", endpoint), "arguments": arguments}}
 
 
 class AnthropicStreamTranslator:
@@ -138,7 +150,7 @@ class AnthropicStreamTranslator:
         if event.data is None or self._done:
             return []
         payload = load_json_object(event.data, "stream event", self._endpoint)
-        kind = payload.get("type")
+        kind = as_str(payload.get("type"), "stream event type", self._endpoint)
         if kind == "error":
             raise _stream_error(payload, self._endpoint)
         if kind == "message_start":
@@ -154,41 +166,52 @@ class AnthropicStreamTranslator:
         return []
 
     def _message_start(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
-        message = payload.get("message") or {}
-        self._chunks.id = message.get("id") or self._chunks.id
-        self._chunks.model = message.get("model") or self._chunks.model
-        self._usage.update(message.get("usage") or {})
+        message = as_dict(payload.get("message"), "message_start message", self._endpoint)
+        self._chunks.id = as_str(message.get("id"), "message id", self._endpoint) or self._chunks.id
+        self._chunks.model = as_str(message.get("model"), "message model", self._endpoint) or self._chunks.model
+        self._usage.update(dict_or_empty(message.get("usage")))
         self._started = True
         return [self._chunks.role()]
 
     def _block_start(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
-        block = payload.get("content_block") or {}
+        block = as_dict(payload.get("content_block"), "content_block", self._endpoint)
         if block.get("type") == "tool_use":
-            index = self._tools[payload.get("index")] = len(self._tools)
-            return [self._chunks.tool_call(index, call_id=block.get("id"), name=block.get("name"))]
-        if block.get("type") == "text" and block.get("text"):
-            return [self._chunks.content(block["text"])]
-        return []
+            index = self._tools[self._block_index(payload)] = len(self._tools)
+            call_id = as_str(block.get("id"), "tool_use id", self._endpoint)
+            name = as_str(block.get("name"), "tool_use name", self._endpoint)
+            return [self._chunks.tool_call(index, call_id=call_id, name=name)]
+        text = as_str(block.get("text"), "text block", self._endpoint) if block.get("type") == "text" else None
+        return [self._chunks.content(text)] if text else []
 
     def _block_delta(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
-        delta = payload.get("delta") or {}
+        delta = as_dict(payload.get("delta"), "content_block_delta delta", self._endpoint)
         kind = delta.get("type")
-        if kind == "text_delta" and delta.get("text"):
-            return [self._chunks.content(delta["text"])]
-        if kind == "input_json_delta" and delta.get("partial_json"):
-            index = self._tools.get(payload.get("index"))
+        if kind == "text_delta":
+            text = as_str(delta.get("text"), "text_delta text", self._endpoint)
+            return [self._chunks.content(text)] if text else []
+        if kind == "input_json_delta":
+            fragment = as_str(delta.get("partial_json"), "partial_json", self._endpoint)
+            if not fragment:
+                return []
+            index = self._tools.get(self._block_index(payload))
             if index is None:
                 raise UpstreamProtocolError("input_json_delta outside a tool_use block", endpoint=self._endpoint)
-            return [self._chunks.tool_call(index, arguments=delta["partial_json"])]
+            return [self._chunks.tool_call(index, arguments=fragment)]
         return []  # thinking, signature and citation deltas have no OpenAI form
+
+    def _block_index(self, payload: dict[str, Any]) -> int:
+        index = payload.get("index")
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise UpstreamProtocolError("upstream content block index is not an integer", endpoint=self._endpoint)
+        return index
 
     def _message_delta(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         # message_delta's usage is cumulative: it replaces the counts so far.
-        self._usage.update(payload.get("usage") or {})
-        stop_reason = (payload.get("delta") or {}).get("stop_reason")
-        if stop_reason is None:
+        self._usage.update(dict_or_empty(payload.get("usage")))
+        delta = as_dict(payload.get("delta"), "message_delta delta", self._endpoint)
+        if delta.get("stop_reason") is None:
             return []
-        self.finish_reason = FINISH_REASONS.get(stop_reason, "stop")
+        self.finish_reason = _finish_reason(delta["stop_reason"], self._endpoint)
         return [self._chunks.finish(self.finish_reason)]
 
     def _message_stop(self, payload: dict[str, Any]) -> list[dict[str, Any]]:

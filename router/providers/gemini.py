@@ -37,6 +37,7 @@ from router.providers.openai_request import (
     data_url,
     declared_tools,
     dropped_param_notes,
+    encode_body,
     reject_meaning_changes,
     response_format_type,
     tool_arguments,
@@ -99,7 +100,7 @@ class GeminiCodec:
         if config:
             body["generationConfig"] = config
         body.update(_tools(openai_request, notes))
-        return json.dumps(body, separators=(",", ":")).encode(), notes
+        return encode_body(body), notes
 
     def parse_response(self, payload: bytes, *, endpoint: str | None = None) -> dict[str, Any]:
         return parse_generate_response(payload, model=None, created=int(self._clock()),
@@ -190,7 +191,7 @@ def _function_response(message: dict[str, Any], i: int, call_names: dict[str, st
     text = content_text(message.get("content"), f"messages[{i}].content")
     try:
         value = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON the router can read: sent as text
         value = text
     return {"functionResponse": {"name": name, "response": value if isinstance(value, dict) else {"result": value}}}
 

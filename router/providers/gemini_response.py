@@ -11,8 +11,12 @@ else -> stop; a prompt blocked before any candidate is content_filter.
 
 Usage comes from ``usageMetadata`` (the latest one wins when streamed):
 prompt = promptTokenCount, completion = candidatesTokenCount +
-thoughtsTokenCount, total = totalTokenCount. A Gemini stream has no end
-marker: it is done once a candidate has a ``finishReason``.
+thoughtsTokenCount, total = totalTokenCount; a count that is not a
+believable integer reads as absent, as does a ``usageMetadata`` that is not
+an object. A Gemini stream has no end marker: it is done once a candidate
+has a ``finishReason``. Wrong types where the answer is read (candidates,
+content, parts, finishReason, promptFeedback) are an
+``UpstreamProtocolError``.
 
 Errors are classified by the ``error.status`` name (google.rpc codes);
 a 429's ``RetryInfo.retryDelay`` stands in for a missing Retry-After.
@@ -21,11 +25,21 @@ a 429's ``RetryInfo.retryDelay`` stands in for a missing Retry-After.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
 from router.errors import UpstreamDisconnected, UpstreamStatusError
-from router.providers.base import load_json_object, status_error
+from router.providers.base import (
+    as_dict,
+    as_list,
+    as_str,
+    dict_or_empty,
+    json_or_none,
+    load_json_object,
+    status_error,
+    token_count,
+)
 from router.providers.chunks import ChunkBuilder, usage_dict
 from router.sse import SSEEvent
 
@@ -68,23 +82,23 @@ def _error_fields(payload: Any) -> tuple[str | None, str | None, float | None]:
 
 
 def _retry_delay_s(error: dict[str, Any]) -> float | None:
-    for detail in error.get("details") or ():
+    """``RetryInfo.retryDelay`` ("3s", a protobuf Duration) in seconds, when
+    one is given and is a finite, non-negative number."""
+    details = error.get("details")
+    for detail in details if isinstance(details, list) else ():
         delay = detail.get("retryDelay") if isinstance(detail, dict) else None
         if isinstance(delay, str) and delay.endswith("s"):
             try:
-                return float(delay[:-1])
+                delay_s = float(delay[:-1])
             except ValueError:
                 return None
+            return delay_s if math.isfinite(delay_s) and delay_s >= 0 else None
     return None
 
 
 def classify_error(status: int, body: bytes, retry_after: str | None, *, endpoint: str | None) -> UpstreamStatusError:
     """A non-2xx reply, classified by its ``error.status`` where it has one."""
-    try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        payload = None
-    kind, detail, delay_s = _error_fields(payload)
+    kind, detail, delay_s = _error_fields(json_or_none(body))
     fault = ERROR_STATUSES[kind][1] if kind in ERROR_STATUSES else None
     return status_error(status, provider_type=kind, detail=detail, upstream_fault=fault,
                         retry_after_s=retry_after if retry_after else delay_s, endpoint=endpoint)
@@ -93,17 +107,18 @@ def classify_error(status: int, body: bytes, retry_after: str | None, *, endpoin
 def _embedded_error(payload: dict[str, Any], endpoint: str | None) -> UpstreamStatusError:
     kind, detail, delay_s = _error_fields(payload)
     code = payload["error"].get("code") if isinstance(payload.get("error"), dict) else None
-    status, fault = ERROR_STATUSES.get(kind or "", (code if isinstance(code, int) else 500, None))
+    known = isinstance(code, int) and not isinstance(code, bool) and 400 <= code <= 599
+    status, fault = ERROR_STATUSES.get(kind or "", (code if known else 500, None))
     return status_error(status, provider_type=kind, detail=f"error in a 200 reply: {detail}",
                         upstream_fault=fault, retry_after_s=delay_s, endpoint=endpoint)
 
 
 def _usage(metadata: dict[str, Any]) -> dict[str, Any]:
-    prompt = metadata.get("promptTokenCount") or 0
-    thoughts = metadata.get("thoughtsTokenCount") or 0
-    completion = (metadata.get("candidatesTokenCount") or 0) + thoughts
-    return usage_dict(prompt, completion, metadata.get("totalTokenCount"),
-                      cached_tokens=metadata.get("cachedContentTokenCount"), reasoning_tokens=thoughts)
+    prompt = token_count(metadata.get("promptTokenCount")) or 0
+    thoughts = token_count(metadata.get("thoughtsTokenCount")) or 0
+    completion = (token_count(metadata.get("candidatesTokenCount")) or 0) + thoughts
+    return usage_dict(prompt, completion, token_count(metadata.get("totalTokenCount")),
+                      cached_tokens=token_count(metadata.get("cachedContentTokenCount")), reasoning_tokens=thoughts)
 
 
 def _finish_reason(raw: str, called_tools: bool) -> str:
@@ -111,21 +126,24 @@ def _finish_reason(raw: str, called_tools: bool) -> str:
     return "tool_calls" if called_tools and reason == "stop" else reason
 
 
-def _parts(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+def _parts(payload: dict[str, Any], endpoint: str | None) -> tuple[list[dict[str, Any]], str | None]:
     """``(parts, raw finish reason)`` of the first candidate; a blocked prompt
     reads as no parts and the SAFETY finish."""
-    candidates = payload.get("candidates") or []
+    candidates = as_list(payload.get("candidates"), "candidates", endpoint)
     if not candidates:
-        blocked = (payload.get("promptFeedback") or {}).get("blockReason")
+        blocked = as_dict(payload.get("promptFeedback"), "promptFeedback", endpoint).get("blockReason")
         return [], ("SAFETY" if blocked else None)
-    candidate = candidates[0]
-    parts = (candidate.get("content") or {}).get("parts") or []
-    return [p for p in parts if isinstance(p, dict) and not p.get("thought")], candidate.get("finishReason")
+    candidate = as_dict(candidates[0], "candidates[0]", endpoint)
+    content = as_dict(candidate.get("content"), "candidates[0].content", endpoint)
+    parts = as_list(content.get("parts"), "candidates[0].content.parts", endpoint)
+    finish = as_str(candidate.get("finishReason"), "candidates[0].finishReason", endpoint)
+    return [p for p in parts if isinstance(p, dict) and not p.get("thought")], finish
 
 
-def _call(part: dict[str, Any]) -> tuple[str, str]:
+def _call(part: dict[str, Any], endpoint: str | None) -> tuple[str, str]:
     call = part["functionCall"]
-    return call.get("name") or "", json.dumps(call.get("args") or {}, separators=(",", ":"))
+    name = as_str(call.get("name"), "functionCall name", endpoint) or ""
+    return name, json.dumps(call.get("args") or {}, separators=(",", ":"))
 
 
 def parse_generate_response(
@@ -135,24 +153,24 @@ def parse_generate_response(
     data = load_json_object(payload, "response", endpoint)
     if "error" in data:
         raise _embedded_error(data, endpoint)
-    parts, raw_finish = _parts(data)
+    parts, raw_finish = _parts(data, endpoint)
     text = "".join(p["text"] for p in parts if isinstance(p.get("text"), str))
     tool_calls = []
     for part in parts:
         if isinstance(part.get("functionCall"), dict):
-            name, arguments = _call(part)
+            name, arguments = _call(part, endpoint)
             tool_calls.append({"id": f"call_{new_token()}", "type": "function",
                                "function": {"name": name, "arguments": arguments}})
     message: dict[str, Any] = {"role": "assistant", "content": text if text or not tool_calls else None}
     if tool_calls:
         message["tool_calls"] = tool_calls
     return {
-        "id": f"chatcmpl-{data.get('responseId') or new_token()}",
+        "id": f"chatcmpl-{as_str(data.get('responseId'), 'responseId', endpoint) or new_token()}",
         "object": "chat.completion",
         "created": created,
-        "model": data.get("modelVersion") or model,
+        "model": as_str(data.get("modelVersion"), "modelVersion", endpoint) or model,
         "choices": [{"index": 0, "message": message, "finish_reason": _finish_reason(raw_finish or "STOP", bool(tool_calls))}],
-        "usage": _usage(data.get("usageMetadata") or {}),
+        "usage": _usage(dict_or_empty(data.get("usageMetadata"))),
     }
 
 
@@ -188,7 +206,7 @@ class GeminiStreamTranslator:
         if self._done:
             return []  # a trailing usage-only event
         out = [] if self._started else [self._start(payload)]
-        parts, raw_finish = _parts(payload)
+        parts, raw_finish = _parts(payload, self._endpoint)
         for part in parts:
             if isinstance(part.get("text"), str) and part["text"]:
                 out.append(self._chunks.content(part["text"]))
@@ -210,12 +228,13 @@ class GeminiStreamTranslator:
 
     def _start(self, payload: dict[str, Any]) -> dict[str, Any]:
         self._started = True
-        if payload.get("responseId"):
-            self._chunks.id = f"chatcmpl-{payload['responseId']}"
-        self._chunks.model = payload.get("modelVersion") or self._chunks.model
+        response_id = as_str(payload.get("responseId"), "responseId", self._endpoint)
+        if response_id:
+            self._chunks.id = f"chatcmpl-{response_id}"
+        self._chunks.model = as_str(payload.get("modelVersion"), "modelVersion", self._endpoint) or self._chunks.model
         return self._chunks.role()
 
     def _tool_call(self, part: dict[str, Any]) -> dict[str, Any]:
-        name, arguments = _call(part)
+        name, arguments = _call(part, self._endpoint)
         index, self._tool_calls = self._tool_calls, self._tool_calls + 1
         return self._chunks.tool_call(index, call_id=f"call_{self._new_token()}", name=name, arguments=arguments)

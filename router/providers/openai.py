@@ -10,12 +10,11 @@ each chunk as parsed, and is done at ``[DONE]``).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from router.errors import UpstreamDisconnected, UpstreamError, UpstreamProtocolError
 from router.openai_wire import upstream_body
-from router.providers.base import load_json_object, status_error
+from router.providers.base import as_dict, json_or_none, load_json_object, status_error
 from router.sse import DONE_DATA, SSEEvent
 
 __all__ = ["OpenAICodec", "OpenAIStreamTranslator"]
@@ -43,8 +42,13 @@ class OpenAICodec:
 
     def parse_response(self, payload: bytes, *, endpoint: str | None = None) -> dict[str, Any]:
         completion = load_json_object(payload, "completion", endpoint)
-        if not isinstance(completion.get("choices"), list):
+        choices = completion.get("choices")
+        if not isinstance(choices, list):
             raise UpstreamProtocolError("upstream completion has no choices", endpoint=endpoint)
+        for i, choice in enumerate(choices):  # passed through as sent: check what the router reads back
+            if not isinstance(choice, dict):
+                raise UpstreamProtocolError(f"upstream completion's choices[{i}] is not a JSON object", endpoint=endpoint)
+            as_dict(choice.get("message"), f"completion's choices[{i}].message", endpoint)
         return completion
 
     def stream_translator(self, model: str, *, endpoint: str | None = None) -> "OpenAIStreamTranslator":
@@ -56,13 +60,11 @@ class OpenAICodec:
         # OpenAI's error.type / error.code say little the status does not
         # (insufficient_quota is a 429 either way), so the status decides.
         kind, detail = None, None
-        try:
-            error = json.loads(body).get("error")
-            if isinstance(error, dict):
-                kind = error.get("code") or error.get("type")
-                detail = error.get("message")
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            pass
+        payload = json_or_none(body)
+        error = payload.get("error") if isinstance(payload, dict) else None
+        if isinstance(error, dict):
+            kind = error.get("code") or error.get("type")
+            detail = error.get("message")
         return status_error(
             status,
             provider_type=kind if isinstance(kind, str) else None,
@@ -74,7 +76,12 @@ class OpenAICodec:
 
 
 class OpenAIStreamTranslator:
-    """Parses each OpenAI chunk and hands it back as is; done at ``[DONE]``."""
+    """Parses each OpenAI chunk and hands it back as is; done at ``[DONE]``.
+
+    Per event it checks only what it reads: ``choices`` an array of objects
+    (``UpstreamProtocolError`` otherwise), ``finish_reason`` a string; a
+    ``usage`` that is not an object reads as absent.
+    """
 
     __slots__ = ("_endpoint", "_done", "usage", "finish_reason")
 
@@ -97,12 +104,26 @@ class OpenAIStreamTranslator:
         chunk = load_json_object(event.data, "stream event", self._endpoint)
         if "error" in chunk:
             raise UpstreamProtocolError("upstream sent an error event mid-stream", endpoint=self._endpoint)
-        if chunk.get("usage"):
-            self.usage = chunk["usage"]
-        for choice in chunk.get("choices") or ():
-            if choice.get("finish_reason"):
-                self.finish_reason = choice["finish_reason"]
+        usage = chunk.get("usage")
+        if usage and isinstance(usage, dict):
+            self.usage = usage
+        choices = chunk.get("choices")
+        if choices:
+            # The only per-event cost the checks add: two isinstance calls.
+            if not isinstance(choices, list):
+                raise self._malformed("choices is not a JSON array")
+            for choice in choices:
+                if not isinstance(choice, dict):
+                    raise self._malformed("a choice is not a JSON object")
+                reason = choice.get("finish_reason")
+                if reason:
+                    if not isinstance(reason, str):
+                        raise self._malformed("finish_reason is not a string")
+                    self.finish_reason = reason
         return [chunk]
+
+    def _malformed(self, what: str) -> UpstreamProtocolError:
+        return UpstreamProtocolError(f"upstream stream chunk: {what}", endpoint=self._endpoint)
 
     def finish(self) -> list[dict[str, Any]]:
         if not self._done:

@@ -29,6 +29,7 @@ __all__ = [
     "data_url",
     "declared_tools",
     "dropped_param_notes",
+    "encode_body",
     "function_tools",
     "reject_meaning_changes",
     "response_format_type",
@@ -169,8 +170,18 @@ def tool_arguments(call: Any, where: str) -> tuple[str, str, dict[str, Any]]:
     raw = function.get("arguments") or "{}"
     try:
         arguments = json.loads(raw) if isinstance(raw, str) else raw
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # also a 4300+ digit integer, nesting past the recursion limit
         raise InvalidRequest(f"'{where}.function.arguments' is not valid JSON", param=where) from exc
     if not isinstance(arguments, dict):
         raise InvalidRequest(f"'{where}.function.arguments' must be a JSON object", param=where)
     return str(call.get("id") or ""), function["name"], arguments
+
+
+def encode_body(body: dict[str, Any]) -> bytes:
+    """The provider body as compact JSON. Tool arguments parsed just under
+    the recursion limit sit a few levels deeper in the body, so encoding it
+    can still hit the limit: that request is refused, not a server error."""
+    try:
+        return json.dumps(body, separators=(",", ":")).encode()
+    except RecursionError as exc:
+        raise InvalidRequest("'messages' is nested too deeply", param="messages") from exc

@@ -117,7 +117,7 @@ def entry_from_chunks(
         "model": first.get("model"),
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": assembler.finish_reason}],
     }
-    if usage:
+    if isinstance(usage, Mapping) and usage:
         completion["usage"] = dict(usage)
     return _entry(kept, completion, usage, endpoint, provider)
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -57,6 +58,8 @@ from router.turn.state import TurnFailure, TurnHead, TurnRequest, TurnState
 from router.turn.transport import UpstreamTransport
 
 __all__ = ["TurnHead", "TurnFailure", "TurnRequest", "TurnRunner"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -105,7 +108,7 @@ class TurnRunner:
         self._clock = clock
 
     def _begin(self, request: TurnRequest) -> TurnState:
-        return TurnState(request, self._clock())
+        return TurnState(request, self._clock(), notes=list(request.notes))
 
     def _started(self, turn: TurnState, candidate: Candidate) -> None:
         """An attempt goes out: count it in flight unless the plan already does."""
@@ -406,7 +409,10 @@ class TurnRunner:
     def _attempt(self, turn: TurnState, candidate: Candidate, start_s: float, kind: OutcomeKind,
                  error: UpstreamError | None = None, *, ttft_s: float | None = None) -> None:
         """An attempt ended: recorded for the turn, and reported at once (its
-        lease is released now, not when the whole turn ends)."""
+        lease is released now, not when the whole turn ends). A refused
+        provider key is the operator's to fix: it is logged (redacted)."""
+        if kind is OutcomeKind.UPSTREAM_AUTH:
+            log.warning("endpoint %s refused the router's provider key: %s", candidate.endpoint.name, getattr(error, "detail", None))
         self._report([turn.record_attempt(candidate, self._clock() - start_s, kind, error, ttft_s=ttft_s)])
 
     def _cost(self, turn: TurnState) -> TurnCost | None:
@@ -425,6 +431,9 @@ class TurnRunner:
 
     def _finish(self, turn: TurnState) -> None:
         """The turn's one end: its cache entry and its record."""
+        if turn.errors and turn.status != "ok":
+            last = turn.errors[-1]
+            turn.error_detail = f"{last.endpoint}: {getattr(last, 'detail', None) or last.message}"
         if turn.cache_entry is not None and turn.request.cache_key:
             self._cache_put(turn.request.cache_key, turn.cache_entry)
         if turn.endpoint is not None:

@@ -82,6 +82,7 @@ class TurnRequest:
     reserved: bool = True  # the plan holds attempt 0's lease (else the caller reports AttemptStarted)
     turn_id: str = field(default_factory=new_turn_id)  # the key of the turn's leases
     resume: Resume | None = None  # carried over mid-stream from a caller that died
+    notes: tuple[str, ...] = ()  # what the ingress changed in the request (dropped client fields)
 
 
 @dataclass(slots=True)
@@ -102,6 +103,7 @@ class TurnState:
     status: str = "error"
     http_status: int = 502
     error_type: str | None = None
+    error_detail: str | None = None  # the last upstream error, redacted: for the record, never the client
     text: str = ""  # the reply the client got (for a cost estimate without usage)
     overhead_s: float | None = None  # router time before the first token left the caller
     total_s: float | None = None  # set when the turn ends
