@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -43,11 +44,28 @@ class LocalRouter:
             if port is not None:
                 config = config.model_copy(update={"server": config.server.model_copy(update={"port": port})})
             if not ray.is_initialized():
-                ray.init(include_dashboard=False, log_to_driver=False)
+                with _neutral_working_directory():
+                    ray.init(include_dashboard=False, log_to_driver=False)
                 stack.callback(ray.shutdown)
             url = deploy(config)
             stack.callback(serve.shutdown)
             yield cls(config, url, simulator)
+
+
+@contextlib.contextmanager
+def _neutral_working_directory() -> Iterator[None]:
+    """Start Ray from an empty folder. Ray puts the driver's working directory
+    first on every worker's import path; a user's folder named like one of
+    the router's packages (``router``, ``deployments``: common names) would
+    otherwise shadow it in every replica. Paths in the config are already
+    absolute (``deployments.app``), so nothing else depends on it."""
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="nemo-router-") as empty:
+        os.chdir(empty)
+        try:
+            yield
+        finally:
+            os.chdir(here)
 
 
 def deploy(config: RouterConfig) -> str:

@@ -38,7 +38,7 @@ _FAILURES: dict[int, tuple[str, str]] = {
     529: ("overloaded_error", "Overloaded"),
     429: ("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"),
     400: ("invalid_request_error", "prompt is too long: 9000 tokens > 8192 maximum"),
-    401: ("authentication_error", "invalid x-api-key sk-ant-sim-REVOKED****ab12 (see https://internal.sim.example/keys)"),
+    401: ("authentication_error", "invalid x-api-key sk-sim-REVOKED****ab12 (see https://internal.sim.example/keys)"),
     403: ("permission_error", "Your API key does not have permission to use the specified resource."),
 }
 

@@ -35,7 +35,7 @@ _FAILURES: dict[int, tuple[str, str]] = {
     529: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
     429: ("RESOURCE_EXHAUSTED", "You exceeded your current quota, please check your plan and billing details."),
     400: ("INVALID_ARGUMENT", "The input token count exceeds the maximum number of tokens allowed."),
-    401: ("UNAUTHENTICATED", "API key not valid. Please pass a valid API key. AIzaSimREVOKEDabcdefghijklmnop"),
+    401: ("UNAUTHENTICATED", "API key not valid. Please pass a valid API key. sk-sim-REVOKED****ab12"),
     403: ("PERMISSION_DENIED", "Permission denied on resource project sim-project-4242 (https://internal.sim.example/iam)."),
 }
 

@@ -132,7 +132,7 @@ class _Endpoints:
             return JSONResponse(wire.invalid(str(exc)), status_code=400, headers={PROFILE_HEADER: profile})
         extra_headers = [(PROFILE_HEADER.encode(), profile.encode())]
         if behavior.http_status is not None:
-            return self._http_failure(behavior, profile, wire)
+            return self._http_failure(behavior, profile, wire, request)
         plan = Plan(parsed, behavior, extra_headers, arrived_s, wire)
         return StreamedCompletion(plan) if parsed.stream else BufferedCompletion(plan)
 
@@ -150,13 +150,19 @@ class _Endpoints:
         # failure_count untouched.
         return merge_behavior(self.registry.peek(profile), patch)
 
-    def _http_failure(self, behavior: Behavior, profile: str, wire: WireFormat) -> JSONResponse:
+    def _http_failure(self, behavior: Behavior, profile: str, wire: WireFormat, request: Request) -> JSONResponse:
         status = behavior.http_status
         assert status is not None
         headers = {PROFILE_HEADER: profile}
         if behavior.retry_after_s is not None and status in _RETRY_AFTER_STATUSES:
             headers["retry-after"] = f"{behavior.retry_after_s:g}"
-        return JSONResponse(wire.failure(status, behavior.retry_after_s), status_code=status, headers=headers)
+        body = wire.failure(status, behavior.retry_after_s)
+        key = _sent_key(request)
+        if status == 401 and key:
+            # As real providers do, quote a masked fragment of the key that was sent.
+            masked = f"{key[:12]}****{key[-7:]}" if len(key) > 19 else "****"
+            body = json.loads(json.dumps(body).replace(KEY_PLACEHOLDER, masked))
+        return JSONResponse(body, status_code=status, headers=headers)
 
     async def models(self, request: Request) -> Response:
         profile = self._profile(request)
@@ -219,3 +225,14 @@ def build_app(profiles: Mapping[str, Behavior] | None = None) -> Starlette:
         Route("/{profile}/v1/models", endpoints.models, methods=["GET"]),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_exception})
+
+
+KEY_PLACEHOLDER = "sk-sim-REVOKED****ab12"
+"""Where a simulated 401 message quotes the key it was sent (masked)."""
+
+
+def _sent_key(request: Request) -> str | None:
+    authorization = request.headers.get("authorization", "")
+    if authorization.lower().startswith("bearer "):
+        return authorization[7:].strip() or None
+    return request.headers.get("x-api-key") or request.headers.get("x-goog-api-key") or request.query_params.get("key")

@@ -279,7 +279,7 @@ _FAILURES: dict[int, tuple[str, str, str]] = {
     529: ("The engine is currently overloaded, please try again later.", "server_error", "overloaded"),
     429: ("Rate limit reached for requests.", "requests", "rate_limit_exceeded"),
     400: ("This model's maximum context length is 8192 tokens.", "invalid_request_error", "context_length_exceeded"),
-    401: ("Incorrect API key provided: %s. You can find your API key at https://internal.sim.example/account/api-keys." % "sk-sim-REVOKED****************ab12",
+    401: ("Incorrect API key provided: sk-sim-REVOKED****ab12. You can find your API key at https://internal.sim.example/account/api-keys.",
           "invalid_request_error", "invalid_api_key"),
     403: ("Project proj_sim_8f3a9c2e1d7b6a5f4e3d2c1b does not have access to this model (see http://10.20.30.40:8080/admin).",
           "invalid_request_error", "model_not_available"),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import ADMIN_KEY, AUTH, LIMITED_KEY, NARROW_KEY, TEST_KEY
+from helpers import ADMIN_KEY, AUTH, CANARY_PROVIDER_KEY, CANARY_PROVIDER_KEY_ENV, LIMITED_KEY, NARROW_KEY, TEST_KEY
 
 ROUTER_PORT = int(os.environ.get("NEMO_TEST_PORT", "8765"))
 
@@ -235,6 +235,9 @@ def ray_session(webhook):
     os.environ.update(FAKE_AWS_ENV)
     # The metrics hub reads its webhook URL from its environment at start-up.
     os.environ[WEBHOOK_ENV] = f"{webhook.url}/slack-hook"
+    # The secrets suite's provider key: workers read keys from their
+    # environment, which is fixed when Ray starts.
+    os.environ[CANARY_PROVIDER_KEY_ENV] = CANARY_PROVIDER_KEY
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

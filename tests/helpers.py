@@ -10,6 +10,13 @@ NARROW_KEY = "sk-test-voice-fast-only"
 LIMITED_KEY = "sk-test-three-per-minute"
 ADMIN_KEY = "sk-test-admin"
 AUTH = {"authorization": f"Bearer {TEST_KEY}"}
+# Canaries for the secrets suite (tests/test_e2e_secrets.py): a provider key
+# the router sends upstream, and a client key; neither may appear in any
+# response, log, metric or turn record. Their tails are letters that no id,
+# hash or timestamp is made of.
+CANARY_PROVIDER_KEY = "sk-canaryprov-7f3e9a1c5b2d8e40-QZXWVUT"
+CANARY_PROVIDER_KEY_ENV = "NEMO_TEST_CANARY_PROVIDER_KEY"
+CANARY_CLIENT_KEY = "sk-canaryclnt-2c8d4e6f1a3b5c79-JKQXZVW"
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 
 

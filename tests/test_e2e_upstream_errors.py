@@ -18,7 +18,7 @@ APP = "nemo-router-upstream"
 PREFIX = "/upstream"
 USER = [{"role": "user", "content": "hello"}]
 # Fragments the simulated providers put in their 401/403/400 messages.
-LEAKS = ("sk-sim-REVOKED", "sk-ant-sim", "AIzaSim", "internal.sim.example", "10.20.30.40", "proj_sim_", "maximum context length")
+LEAKS = ("sk-sim-REVOKED", "internal.sim.example", "10.20.30.40", "proj_sim_", "maximum context length")
 
 
 @pytest.fixture(scope="module")
