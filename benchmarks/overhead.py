@@ -157,7 +157,7 @@ def turn_log_settings(sink: str, directory: Path, stack: contextlib.ExitStack) -
         return {"sink": "none"}, {}
     if sink == "local":
         return {"sink": "local", "path": str(directory / "turnlog")}, {}
-    from turnlog.testing import AWS_ENV_TO_CLEAR, FAKE_AWS_ENV, LocalS3Server
+    from nemo_turnlog.testing import AWS_ENV_TO_CLEAR, FAKE_AWS_ENV, LocalS3Server
 
     # A loopback moto server with fake credentials: never real AWS.
     for name in AWS_ENV_TO_CLEAR:

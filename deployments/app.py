@@ -18,7 +18,7 @@ from typing import Any
 from ray.serve import Application
 
 from router.config import RouterConfig, load_config
-from turnlog.alerts import AlertRule
+from nemo_turnlog.alerts import AlertRule
 
 from deployments.cache_actor import get_or_create_cache_actor
 from deployments.caller import caller_deployment

@@ -16,7 +16,7 @@ import ray
 
 from router.config import RouterConfig
 from router.response_cache import CacheConfig, CachedTurn, ResponseCache
-from turnlog import TurnRecord
+from nemo_turnlog import TurnRecord
 
 from deployments.named_actor import named_actor
 

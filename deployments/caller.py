@@ -17,10 +17,10 @@ from ray import serve
 from router.catalog import endpoint_prices, load_catalog
 from router.config import RouterConfig
 from router.turn import TurnFailure, TurnHead, TurnRequest, TurnRunner, TurnState
-from turnlog import LocalParquetSink, S3ParquetSink, SpoolingSink, TurnLogWriter
-from turnlog.callbacks import FanoutSink
-from turnlog.datadog import DatadogExporter
-from turnlog.langfuse import LangfuseExporter
+from nemo_turnlog import LocalParquetSink, S3ParquetSink, SpoolingSink, TurnLogWriter
+from nemo_turnlog.callbacks import FanoutSink
+from nemo_turnlog.datadog import DatadogExporter
+from nemo_turnlog.langfuse import LangfuseExporter
 
 from deployments.cache_actor import CACHE_ACTOR_NAME
 from deployments.coalesce import CoalescingStream

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--serve-mode", choices=sorted(SERVE_FLAGS), default=DEFAULT_SERVE_MODE)
     run.add_argument("--turn-log", default="./turnlog-data", help="turn-log folder for the embedded default")
     report = commands.add_parser("report", help="p50/p99 latency, errors, tokens and cost per model from the turn log")
-    from turnlog import report as turnlog_report  # no Ray: safe before the flags
+    from nemo_turnlog import report as turnlog_report  # no Ray: safe before the flags
 
     turnlog_report.add_arguments(report)
     args = parser.parse_args(argv)

@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from router.catalog import load_catalog, model_card
 from router.config import RouterConfig
 from router.keys import KeyInfo, KeyRing, RateLimited
-from turnlog.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
+from nemo_turnlog.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from router.errors import (
     InvalidRequest,
     ModelNotFound,
@@ -395,17 +395,25 @@ class Ingress:
 
     async def _open_stream(self, turn: TurnRequest, guard: TurnGuard):
         """Dispatch a streamed turn and wait for its first item: a
-        ``TurnFailure``, or a ``TurnHead`` and the stream of bytes to forward.
-        A caller lost before the head is replaced once (nothing was sent)."""
+        ``TurnFailure``, or a ``TurnHead`` and the stream of bytes to forward."""
+        turn, guard, (generator, head) = await self._dispatched(turn, guard, self._first_item)
+        if isinstance(head, TurnFailure):
+            guard.settle()  # the caller's turn ended, and reported, with this failure
+            return head, None
+        return head, self._relay(turn, head, generator, guard)
+
+    async def _first_item(self, turn: TurnRequest, guard: TurnGuard):
+        generator = self._dispatch.stream(turn)
+        guard.on_close = generator.cancel
+        return generator, await generator.__anext__()
+
+    async def _dispatched(self, turn: TurnRequest, guard: TurnGuard, send):
+        """``await send(turn, guard)``, with the turn and guard it ended with.
+        A caller lost before anything reached the client is replaced once
+        (the turn again, under a new id); any other failure closes the turn."""
         for attempt in range(2):
             try:
-                generator = self._dispatch.stream(turn)
-            except BaseException:
-                guard.close()
-                raise
-            guard.on_close = generator.cancel
-            try:
-                head = await generator.__anext__()
+                return turn, guard, await send(turn, guard)
             except CALLER_LOST:
                 guard.close()
                 if attempt:
@@ -413,14 +421,9 @@ class Ingress:
                 log.warning("provider-caller lost before the first token; dispatching the turn again", exc_info=True)
                 turn = _fresh(turn)
                 guard = self._guard(turn)
-                continue
             except BaseException:
                 guard.close()
                 raise
-            if isinstance(head, TurnFailure):
-                guard.settle()  # the caller's turn ended, and reported, with this failure
-                return head, None
-            return head, self._relay(turn, head, generator, guard)
         raise AssertionError("unreachable")
 
     async def _relay(self, turn: TurnRequest, head: TurnHead, generator, guard: TurnGuard):
@@ -468,25 +471,10 @@ class Ingress:
         return Response(payload, media_type="application/json", headers=headers)
 
     async def _complete_once(self, turn: TurnRequest, guard: TurnGuard):
-        """A non-streamed turn; a caller lost on the way is replaced once
-        (the client has nothing yet)."""
-        for attempt in range(2):
-            try:
-                result = await self._dispatch.complete(turn)
-            except CALLER_LOST:
-                guard.close()
-                if attempt:
-                    raise
-                log.warning("provider-caller lost during a turn; dispatching it again", exc_info=True)
-                turn = _fresh(turn)
-                guard = self._guard(turn)
-                continue
-            except BaseException:
-                guard.close()
-                raise
-            guard.settle()
-            return result
-        raise AssertionError("unreachable")
+        """A non-streamed turn (a lost caller replaced once, as for streams)."""
+        _, guard, result = await self._dispatched(turn, guard, lambda turn, _: self._dispatch.complete(turn))
+        guard.settle()
+        return result
 
 
 def ingress_deployment(config: RouterConfig):

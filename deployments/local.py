@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import ray
 from ray import serve
@@ -18,6 +18,7 @@ from router.config import RouterConfig, load_config
 from router.defaults import SIMULATED_PROFILES, embedded_default
 
 from deployments.app import APP_NAME, build_app
+from deployments.serve_ports import apply_serve_ports
 
 __all__ = ["LocalRouter", "deploy"]
 
@@ -44,7 +45,8 @@ class LocalRouter:
             if port is not None:
                 config = config.model_copy(update={"server": config.server.model_copy(update={"port": port})})
             if not ray.is_initialized():
-                with _neutral_working_directory():
+                apply_serve_ports(config.server.port)  # read by every Ray process at start
+                with _package_working_directory():
                     ray.init(include_dashboard=False, log_to_driver=False)
                 stack.callback(ray.shutdown)
             url = deploy(config)
@@ -53,19 +55,24 @@ class LocalRouter:
 
 
 @contextlib.contextmanager
-def _neutral_working_directory() -> Iterator[None]:
-    """Start Ray from an empty folder. Ray puts the driver's working directory
-    first on every worker's import path; a user's folder named like one of
+def _package_working_directory() -> Iterator[None]:
+    """Start Ray from the folder that holds the router's own packages. Ray
+    puts the driver's working directory first on every worker's import path
+    (and its processes, HAProxy included, keep it as their own working
+    directory, so it must outlive them); a user's folder named like one of
     the router's packages (``router``, ``deployments``: common names) would
-    otherwise shadow it in every replica. Paths in the config are already
-    absolute (``deployments.app``), so nothing else depends on it."""
+    otherwise shadow them in every replica. Paths in the config are made
+    absolute before deploying (``deployments.app``)."""
     here = os.getcwd()
-    with tempfile.TemporaryDirectory(prefix="nemo-router-") as empty:
-        os.chdir(empty)
-        try:
-            yield
-        finally:
-            os.chdir(here)
+    os.chdir(PACKAGE_ROOT)
+    try:
+        yield
+    finally:
+        os.chdir(here)
+
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+"""Where ``router`` and ``deployments`` are (the checkout, or site-packages)."""
 
 
 def deploy(config: RouterConfig) -> str:

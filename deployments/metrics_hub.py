@@ -1,8 +1,8 @@
 """The ``MetricsHub``: one named, detached Ray actor that merges every caller
 replica's turn metrics and evaluates the alert rules.
 
-A thin async shell over ``turnlog.metrics.MetricsAggregator`` and
-``turnlog.alerts.AlertEvaluator``. Caller replicas feed it through a
+A thin async shell over ``nemo_turnlog.metrics.MetricsAggregator`` and
+``nemo_turnlog.alerts.AlertEvaluator``. Caller replicas feed it through a
 ``MetricsReporter``: ``observe(record)`` per turn (a local, in-memory
 update), one fire-and-forget ``report(delta)`` per ``interval_s``. The
 ingress reads ``snapshot_json()`` for ``GET /v1/metrics`` and
@@ -23,10 +23,10 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 
-from turnlog.alerts import AlertEvaluator, AlertRule, WebhookNotifier, log_transition
-from turnlog.metrics import MetricsAggregator, MetricsDelta, MetricsRecorder
-from turnlog.prometheus import render_prometheus
-from turnlog.record import TurnRecord
+from nemo_turnlog.alerts import AlertEvaluator, AlertRule, WebhookNotifier, log_transition
+from nemo_turnlog.metrics import MetricsAggregator, MetricsDelta, MetricsRecorder
+from nemo_turnlog.prometheus import render_prometheus
+from nemo_turnlog.record import TurnRecord
 
 __all__ = ["MetricsHub", "MetricsReporter", "get_or_create_metrics_hub"]
 

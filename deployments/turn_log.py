@@ -6,7 +6,7 @@ import json
 from datetime import datetime, timezone
 
 from router.turn import TurnState
-from turnlog import AttemptRecord, TurnRecord
+from nemo_turnlog import AttemptRecord, TurnRecord
 
 __all__ = ["turn_record"]
 

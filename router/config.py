@@ -262,7 +262,8 @@ class ModelGroupConfig(_Frozen):
 
 class ServerConfig(_Frozen):
     host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=1, le=65535)
+    # The Serve instance uses the 300 ports above this one (deployments.serve_ports).
+    port: int = Field(default=8000, ge=1, le=65535 - 300)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     # A body announced but not sent (slowloris) is answered 408 after this
     # long: a turn's body is small and arrives at once from a real client.

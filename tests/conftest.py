@@ -213,7 +213,7 @@ def turn_log_path(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def webhook():
     """A local receiver standing in for Slack's incoming webhook."""
-    from turnlog.export_testing import LocalHttpReceiver
+    from nemo_turnlog.export_testing import LocalHttpReceiver
 
     with LocalHttpReceiver() as receiver:
         yield receiver
@@ -224,11 +224,15 @@ def ray_session(webhook):
     """The one Ray instance of the test session, with Serve's flags set the
     way ``nemo-router run`` sets them."""
     from deployments.cli import DEFAULT_SERVE_MODE, apply_serve_mode
+    from deployments.serve_ports import apply_serve_ports
 
     apply_serve_mode(os.environ.get("NEMO_TEST_SERVE_MODE", DEFAULT_SERVE_MODE))
+    # Every port of this Serve instance derived from the test router's, so a
+    # `make run` (or another test run) beside it never collides.
+    apply_serve_ports(ROUTER_PORT)
     # Ray workers inherit this environment: fake AWS credentials only, so
     # the S3 sink can only ever reach the loopback S3 server of the tests.
-    from turnlog.testing import AWS_ENV_TO_CLEAR, FAKE_AWS_ENV
+    from nemo_turnlog.testing import AWS_ENV_TO_CLEAR, FAKE_AWS_ENV
 
     for name in AWS_ENV_TO_CLEAR:
         os.environ.pop(name, None)

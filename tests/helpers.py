@@ -21,7 +21,7 @@ ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
 
 
 def wait_for_records(path, request_ids: set[str], timeout_s: float = 15.0) -> dict[str, dict]:
-    from turnlog import read_turn_log
+    from nemo_turnlog import read_turn_log
 
     deadline = time.monotonic() + timeout_s
     rows: dict[str, dict] = {}

@@ -7,10 +7,10 @@ import pickle
 
 import pytest
 
-from turnlog.alerts import AlertEvaluator, AlertRule, WebhookNotifier, slack_payload
-from turnlog.delivery import RetryPolicy
-from turnlog.export_testing import LocalHttpReceiver, sample_turn
-from turnlog.metrics import MetricsAggregator, WindowSummary
+from nemo_turnlog.alerts import AlertEvaluator, AlertRule, WebhookNotifier, slack_payload
+from nemo_turnlog.delivery import RetryPolicy
+from nemo_turnlog.export_testing import LocalHttpReceiver, sample_turn
+from nemo_turnlog.metrics import MetricsAggregator, WindowSummary
 
 FAST_RETRIES = RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=0.02)
 

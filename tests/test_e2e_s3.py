@@ -17,7 +17,7 @@ USER = [{"role": "user", "content": "hi"}]
 @pytest.fixture(scope="module")
 def s3_router(router, simulator, tmp_path_factory):
     from ray import serve
-    from turnlog.testing import LocalS3Server
+    from nemo_turnlog.testing import LocalS3Server
 
     from deployments.app import build_app
     from router.config import parse_config
@@ -46,7 +46,7 @@ def s3_router(router, simulator, tmp_path_factory):
 
 
 def rows_in_s3(s3, bucket: str) -> list[dict]:
-    from turnlog import read_turn_log
+    from nemo_turnlog import read_turn_log
 
     return read_turn_log(f"s3://{bucket}/turns", endpoint_url=s3.endpoint_url, region="us-east-1").to_pylist()
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.ray
 
 def test_deleting_the_app_flushes_buffered_turn_records(router, simulator, tmp_path):
     from ray import serve
-    from turnlog import read_turn_log
+    from nemo_turnlog import read_turn_log
 
     from deployments.app import build_app
     from router.config import parse_config

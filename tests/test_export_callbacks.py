@@ -7,10 +7,10 @@ from datetime import timezone
 
 import pytest
 
-from turnlog import LocalParquetSink, TurnLogWriter, read_turn_log, records_to_table
-from turnlog.callbacks import CallbackSink, FanoutSink, TurnCallback, records_from_table
-from turnlog.export_testing import sample_turn
-from turnlog.record import AttemptRecord
+from nemo_turnlog import LocalParquetSink, TurnLogWriter, read_turn_log, records_to_table
+from nemo_turnlog.callbacks import CallbackSink, FanoutSink, TurnCallback, records_from_table
+from nemo_turnlog.export_testing import sample_turn
+from nemo_turnlog.record import AttemptRecord
 
 
 class Collect:

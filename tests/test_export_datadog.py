@@ -6,9 +6,9 @@ import logging
 
 import httpx
 
-from turnlog.datadog import DatadogExporter, datadog_log
-from turnlog.delivery import RetryPolicy
-from turnlog.export_testing import LocalHttpReceiver, sample_turn
+from nemo_turnlog.datadog import DatadogExporter, datadog_log
+from nemo_turnlog.delivery import RetryPolicy
+from nemo_turnlog.export_testing import LocalHttpReceiver, sample_turn
 
 API_KEY = "dd-api-key-test-secret-never-logged"
 FAST_RETRIES = RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=0.02)

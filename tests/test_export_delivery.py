@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from turnlog.delivery import HttpPoster, Outbox, RetryPolicy, Secret
+from nemo_turnlog.delivery import HttpPoster, Outbox, RetryPolicy, Secret
 
 
 def test_a_secret_never_shows_itself():

@@ -6,9 +6,9 @@ import base64
 import logging
 from datetime import datetime, timezone
 
-from turnlog.delivery import RetryPolicy
-from turnlog.export_testing import LocalHttpReceiver, sample_turn
-from turnlog.langfuse import LangfuseExporter, langfuse_events
+from nemo_turnlog.delivery import RetryPolicy
+from nemo_turnlog.export_testing import LocalHttpReceiver, sample_turn
+from nemo_turnlog.langfuse import LangfuseExporter, langfuse_events
 
 PUBLIC_KEY, SECRET_KEY = "pk-lf-test-public", "sk-lf-test-secret-never-logged"
 FAST_RETRIES = RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=0.02)

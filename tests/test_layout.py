@@ -22,10 +22,10 @@ def test_logging_is_the_standard_library_inside_a_ray_worker(ray_session):
     def where() -> tuple[str, str]:
         import logging as worker_logging
 
-        import turnlog
+        import nemo_turnlog
 
-        return worker_logging.__file__, turnlog.__file__
+        return worker_logging.__file__, nemo_turnlog.__file__
 
     logging_file, turnlog_file = ray.get(where.remote(), timeout=60)
     assert not Path(logging_file).resolve().is_relative_to(REPO)
-    assert Path(turnlog_file).resolve().is_relative_to(REPO / "logging" / "turnlog") or "site-packages" in turnlog_file
+    assert Path(turnlog_file).resolve().is_relative_to(REPO / "logging" / "nemo_turnlog") or "site-packages" in turnlog_file

@@ -8,8 +8,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from deployments.metrics_hub import MetricsHub, MetricsReporter
-from turnlog.alerts import AlertRule
-from turnlog.export_testing import LocalHttpReceiver, sample_turn
+from nemo_turnlog.alerts import AlertRule
+from nemo_turnlog.export_testing import LocalHttpReceiver, sample_turn
 
 
 def test_reporters_batch_deltas_and_the_hub_serves_json_and_prometheus():

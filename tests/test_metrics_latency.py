@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from turnlog.export_testing import sample_turn
-from turnlog.latency import RELATIVE_ACCURACY, VOICE_BUCKETS_S, LatencyDistribution, TurnStats
+from nemo_turnlog.export_testing import sample_turn
+from nemo_turnlog.latency import RELATIVE_ACCURACY, VOICE_BUCKETS_S, LatencyDistribution, TurnStats
 
 latencies = st.lists(st.floats(min_value=0.001, max_value=60.0, allow_nan=False), min_size=1, max_size=300)
 

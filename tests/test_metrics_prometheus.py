@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from turnlog.export_testing import sample_turn
-from turnlog.metrics import MetricsAggregator
-from turnlog.prometheus import render_prometheus
+from nemo_turnlog.export_testing import sample_turn
+from nemo_turnlog.metrics import MetricsAggregator
+from nemo_turnlog.prometheus import render_prometheus
 
 
 def _families(text: str) -> dict:

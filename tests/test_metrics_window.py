@@ -6,8 +6,8 @@ import pickle
 
 import pytest
 
-from turnlog.export_testing import sample_turn
-from turnlog.metrics import MetricsAggregator, MetricsDelta, MetricsRecorder
+from nemo_turnlog.export_testing import sample_turn
+from nemo_turnlog.metrics import MetricsAggregator, MetricsDelta, MetricsRecorder
 
 
 class FakeClock:

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from turnlog import TURN_LOG_SCHEMA, LocalParquetSink, S3ParquetSink, TurnRecord, read_turn_log, records_to_table
-from turnlog.report import build_report, format_table, main, nearest_rank, parse_since
-from turnlog.testing import AWS_ENV_TO_CLEAR, FAKE_AWS_ENV, LocalS3Server
+from nemo_turnlog import TURN_LOG_SCHEMA, LocalParquetSink, S3ParquetSink, TurnRecord, read_turn_log, records_to_table
+from nemo_turnlog.report import build_report, format_table, main, nearest_rank, parse_since
+from nemo_turnlog.testing import AWS_ENV_TO_CLEAR, FAKE_AWS_ENV, LocalS3Server
 
 NOW = datetime(2025, 1, 31, 9, 0, tzinfo=timezone.utc)
 HOUR_S = 3600.0

@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from turnlog import (
+from nemo_turnlog import (
     PARTITION_COLUMNS,
     TURN_LOG_SCHEMA,
     AttemptRecord,
@@ -206,7 +206,7 @@ def test_a_failing_sink_never_reaches_emit_and_loses_nothing(tmp_path, caplog):
     writer = TurnLogWriter(sink, flush_interval_s=NEVER_S)
     for i in range(3):
         writer.emit(turn(f"secret-{i}"))
-    with caplog.at_level(logging.WARNING, logger="turnlog"):
+    with caplog.at_level(logging.WARNING, logger="nemo_turnlog"):
         writer.flush()
     assert sink.calls == 1
     assert writer.stats() | {"emitted": 0} == {"emitted": 0, "written": 0, "dropped": 0, "invalid": 0, "sink_errors": 1, "buffered": 3}
@@ -290,7 +290,7 @@ def test_writer_rejects_a_flush_size_beyond_the_buffer(tmp_path):
 
 def test_import_logging_from_the_repo_root_is_the_standard_library():
     out = subprocess.run(
-        [sys.executable, "-c", "import logging, turnlog; print(logging.__file__); print(turnlog.__file__)"],
+        [sys.executable, "-c", "import logging, nemo_turnlog; print(logging.__file__); print(nemo_turnlog.__file__)"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -299,4 +299,4 @@ def test_import_logging_from_the_repo_root_is_the_standard_library():
     ).stdout.split()
     logging_file, turnlog_file = (Path(p).resolve() for p in out)
     assert not logging_file.is_relative_to(REPO)
-    assert turnlog_file == REPO / "logging" / "turnlog" / "__init__.py"
+    assert turnlog_file == REPO / "logging" / "nemo_turnlog" / "__init__.py"

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import pyarrow as pa
 import pytest
 
-from turnlog import (
+from nemo_turnlog import (
     TURN_LOG_SCHEMA,
     AttemptRecord,
     S3ParquetSink,
@@ -25,7 +25,7 @@ from turnlog import (
     read_turn_log,
     records_to_table,
 )
-from turnlog.testing import AWS_ENV_TO_CLEAR, FAKE_AWS_ENV, LocalS3Server
+from nemo_turnlog.testing import AWS_ENV_TO_CLEAR, FAKE_AWS_ENV, LocalS3Server
 
 HOUR_07 = datetime(2025, 1, 31, 7, 15, tzinfo=timezone.utc)
 HOUR_08 = datetime(2025, 1, 31, 8, 5, tzinfo=timezone.utc)
@@ -166,7 +166,7 @@ def test_an_unreachable_s3_raises_a_transient_error_without_credentials(s3, buck
     assert failure.value.transient and failure.value.status is None
     writer = TurnLogWriter(sink, flush_interval_s=NEVER_S)
     writer.emit(turn("b"))
-    with caplog.at_level(logging.DEBUG, logger="turnlog"):
+    with caplog.at_level(logging.DEBUG, logger="nemo_turnlog"):
         writer.flush()
     writer.close()
     assert "S3 PutObject failed" in caplog.text
@@ -256,7 +256,7 @@ def test_a_spool_left_by_a_closed_replica_is_drained_by_the_next(s3, bucket, tmp
         writer = TurnLogWriter(spooling_sink(s3, bucket, spool_dir), flush_interval_s=NEVER_S)
         for record in turns("old", 4) + turns("older", 3, HOUR_08):
             writer.emit(record)
-        with caplog.at_level(logging.WARNING, logger="turnlog"):
+        with caplog.at_level(logging.WARNING, logger="nemo_turnlog"):
             writer.close()  # S3 still down: the files stay for the next start
         assert "stay in the spool" in caplog.text
     finally:
@@ -307,7 +307,7 @@ def test_the_spool_is_bounded_dropping_the_oldest_with_a_warning(s3, bucket, tmp
     inner = S3ParquetSink(bucket, "turns", "r1", client=dead.client(max_attempts=1))
     one_file = len(inner.encode(turns("probe", 3))[0].body)
     sink = SpoolingSink(inner, tmp_path / "spool", max_spool_bytes=int(one_file * 2.5), retry_backoff_s=0.0)
-    with caplog.at_level(logging.WARNING, logger="turnlog"):
+    with caplog.at_level(logging.WARNING, logger="nemo_turnlog"):
         for batch in range(5):
             sink.write(turns(f"b{batch}", 3))
     stats = sink.stats()

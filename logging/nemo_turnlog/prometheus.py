@@ -21,8 +21,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from turnlog.latency import LatencyDistribution, TurnStats
-from turnlog.metrics import SeriesKey
+from nemo_turnlog.latency import LatencyDistribution, TurnStats
+from nemo_turnlog.metrics import SeriesKey
 
 __all__ = ["CONTENT_TYPE", "render_prometheus"]
 

@@ -24,7 +24,7 @@ import socket
 import uuid
 from typing import Any
 
-from turnlog.s3_client import make_s3_client
+from nemo_turnlog.s3_client import make_s3_client
 
 __all__ = ["AWS_ENV_TO_CLEAR", "FAKE_AWS_ENV", "LocalS3Server"]
 

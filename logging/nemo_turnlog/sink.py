@@ -23,8 +23,8 @@ from typing import Protocol, runtime_checkable
 
 import pyarrow as pa
 
-from turnlog.record import TurnRecord
-from turnlog.schema import records_to_table
+from nemo_turnlog.record import TurnRecord
+from nemo_turnlog.schema import records_to_table
 
 __all__ = ["TurnLogSink", "as_table", "basename_template", "check_replica_id", "object_name"]
 

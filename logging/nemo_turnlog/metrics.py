@@ -30,8 +30,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
-from turnlog.latency import TurnStats
-from turnlog.record import TurnRecord
+from nemo_turnlog.latency import TurnStats
+from nemo_turnlog.record import TurnRecord
 
 __all__ = ["MetricsAggregator", "MetricsDelta", "MetricsRecorder", "SeriesKey", "WindowSummary"]
 

@@ -38,9 +38,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from turnlog.record import TurnRecord
-from turnlog.s3_client import TurnLogS3Error
-from turnlog.s3_sink import PartitionObject, S3ParquetSink
+from nemo_turnlog.record import TurnRecord
+from nemo_turnlog.s3_client import TurnLogS3Error
+from nemo_turnlog.s3_sink import PartitionObject, S3ParquetSink
 
 __all__ = ["Spool", "SpoolingSink"]
 

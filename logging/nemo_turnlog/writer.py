@@ -28,9 +28,9 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
-from turnlog.record import TurnRecord
-from turnlog.schema import records_to_table
-from turnlog.sink import TurnLogSink
+from nemo_turnlog.record import TurnRecord
+from nemo_turnlog.schema import records_to_table
+from nemo_turnlog.sink import TurnLogSink
 
 __all__ = ["TurnLogWriter"]
 

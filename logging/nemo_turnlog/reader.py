@@ -13,8 +13,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from turnlog.s3_client import make_s3_client, s3_errors, split_s3_url
-from turnlog.schema import PARTITION_COLUMNS, TURN_LOG_SCHEMA
+from nemo_turnlog.s3_client import make_s3_client, s3_errors, split_s3_url
+from nemo_turnlog.schema import PARTITION_COLUMNS, TURN_LOG_SCHEMA
 
 __all__ = ["read_turn_log"]
 

@@ -33,9 +33,9 @@ from typing import Protocol, runtime_checkable
 
 import pyarrow as pa
 
-from turnlog.record import AttemptRecord, TurnRecord
-from turnlog.schema import PARTITION_COLUMNS
-from turnlog.sink import TurnLogSink
+from nemo_turnlog.record import AttemptRecord, TurnRecord
+from nemo_turnlog.schema import PARTITION_COLUMNS
+from nemo_turnlog.sink import TurnLogSink
 
 __all__ = ["CallbackSink", "FanoutSink", "TurnCallback", "records_from_table"]
 

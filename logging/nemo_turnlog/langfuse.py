@@ -36,8 +36,8 @@ from typing import Any
 
 import httpx
 
-from turnlog.delivery import HttpPoster, Outbox, RetryPolicy, Secret
-from turnlog.record import TurnRecord
+from nemo_turnlog.delivery import HttpPoster, Outbox, RetryPolicy, Secret
+from nemo_turnlog.record import TurnRecord
 
 __all__ = ["LangfuseExporter", "langfuse_events"]
 

@@ -30,10 +30,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from turnlog.record import TurnRecord
-from turnlog.s3_client import make_s3_client, s3_errors
-from turnlog.schema import PARTITION_COLUMNS
-from turnlog.sink import as_table, check_replica_id, object_name
+from nemo_turnlog.record import TurnRecord
+from nemo_turnlog.s3_client import make_s3_client, s3_errors
+from nemo_turnlog.schema import PARTITION_COLUMNS
+from nemo_turnlog.sink import as_table, check_replica_id, object_name
 
 __all__ = ["PartitionObject", "S3ParquetSink", "partition_objects"]
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from turnlog.record import TurnRecord
-from turnlog.schema import PARTITION_COLUMNS
-from turnlog.sink import as_table, basename_template, check_replica_id
+from nemo_turnlog.record import TurnRecord
+from nemo_turnlog.schema import PARTITION_COLUMNS
+from nemo_turnlog.sink import as_table, basename_template, check_replica_id
 
 __all__ = ["LocalParquetSink"]
 

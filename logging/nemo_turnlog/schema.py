@@ -56,7 +56,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from turnlog.record import TurnRecord
+from nemo_turnlog.record import TurnRecord
 
 __all__ = ["PARTITION_COLUMNS", "TURN_LOG_SCHEMA", "records_to_table"]
 

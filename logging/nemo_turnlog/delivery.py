@@ -1,7 +1,7 @@
 """Best-effort HTTP delivery for exporters and alert webhooks, off the turn's path.
 
-Three small pieces, shared by ``turnlog.langfuse``, ``turnlog.datadog`` and
-``turnlog.alerts``:
+Three small pieces, shared by ``nemo_turnlog.langfuse``, ``nemo_turnlog.datadog`` and
+``nemo_turnlog.alerts``:
 
 - ``Secret`` holds an API key or a webhook URL; its ``repr`` and ``str``
   are ``'***'``, so no object that holds one can print it by accident.

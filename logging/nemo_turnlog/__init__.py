@@ -6,22 +6,22 @@ or breaks a turn. Sinks: ``LocalParquetSink`` (a local folder) and
 ``S3ParquetSink`` (S3 through boto3), which ``SpoolingSink`` wraps with a
 local spool for at-least-once delivery while S3 is away.
 ``read_turn_log`` reads a folder or ``s3://bucket/prefix`` back, and
-``turnlog.report`` summarises it (``nemo-router report``). The columns are
+``nemo_turnlog.report`` summarises it (``nemo-router report``). The columns are
 ``TURN_LOG_SCHEMA``.
 
 The package lives in the ``logging/`` source root so that ``import logging``
-stays the standard library's; import it as ``turnlog``.
+stays the standard library's; import it as ``nemo_turnlog``.
 """
 
-from turnlog.local_sink import LocalParquetSink
-from turnlog.reader import read_turn_log
-from turnlog.record import AttemptRecord, TurnRecord
-from turnlog.s3_client import TurnLogS3Error
-from turnlog.s3_sink import S3ParquetSink
-from turnlog.schema import PARTITION_COLUMNS, TURN_LOG_SCHEMA, records_to_table
-from turnlog.sink import TurnLogSink
-from turnlog.spool import SpoolingSink
-from turnlog.writer import TurnLogWriter
+from nemo_turnlog.local_sink import LocalParquetSink
+from nemo_turnlog.reader import read_turn_log
+from nemo_turnlog.record import AttemptRecord, TurnRecord
+from nemo_turnlog.s3_client import TurnLogS3Error
+from nemo_turnlog.s3_sink import S3ParquetSink
+from nemo_turnlog.schema import PARTITION_COLUMNS, TURN_LOG_SCHEMA, records_to_table
+from nemo_turnlog.sink import TurnLogSink
+from nemo_turnlog.spool import SpoolingSink
+from nemo_turnlog.writer import TurnLogWriter
 
 __all__ = [
     "PARTITION_COLUMNS",

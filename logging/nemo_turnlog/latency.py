@@ -30,7 +30,7 @@ from collections.abc import Iterator
 
 from ddsketch import DDSketch
 
-from turnlog.record import TurnRecord
+from nemo_turnlog.record import TurnRecord
 
 __all__ = ["RELATIVE_ACCURACY", "VOICE_BUCKETS_S", "LatencyDistribution", "TurnStats"]
 

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from turnlog.record import AttemptRecord, TurnRecord
+from nemo_turnlog.record import AttemptRecord, TurnRecord
 
 __all__ = ["LocalHttpReceiver", "ReceivedRequest", "sample_turn"]
 

@@ -34,8 +34,8 @@ from typing import Literal
 
 import httpx
 
-from turnlog.delivery import HttpPoster, Outbox, RetryPolicy, Secret
-from turnlog.metrics import WindowSummary
+from nemo_turnlog.delivery import HttpPoster, Outbox, RetryPolicy, Secret
+from nemo_turnlog.metrics import WindowSummary
 
 __all__ = [
     "ALERT_METRICS",

@@ -31,8 +31,8 @@ from typing import Any
 
 import httpx
 
-from turnlog.delivery import HttpPoster, Outbox, RetryPolicy, Secret
-from turnlog.record import TurnRecord
+from nemo_turnlog.delivery import HttpPoster, Outbox, RetryPolicy, Secret
+from nemo_turnlog.record import TurnRecord
 
 __all__ = ["DatadogExporter", "datadog_distributions", "datadog_log"]
 

@@ -28,8 +28,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from turnlog.reader import read_turn_log
-from turnlog.s3_client import TurnLogS3Error
+from nemo_turnlog.reader import read_turn_log
+from nemo_turnlog.s3_client import TurnLogS3Error
 
 __all__ = [
     "GROUP_COLUMNS",
