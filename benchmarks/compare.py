@@ -3,7 +3,7 @@ side, in one run, on this machine.
 
 Starts a simulated provider (TTFT 50 ms, 20 tokens 5 ms apart), LiteLLM
 proxy (installed on first use into its own virtual environment, see
-litellm_proxy.py; one worker, no callbacks) on the same provider, and the
+litellm_proxy.py; one worker per core, no callbacks) on the same provider, and the
 router (Serve mode ``fast``, local turn log, cache off). Then, for each
 concurrency level, measures streaming turns against direct, the router and
 LiteLLM back to back, each after its own warm-up, so drift on a busy machine
@@ -275,9 +275,12 @@ def run(levels: list[tuple[int, int]], variants: list[str], warmup_turns: int, b
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         sim = stack.enter_context(start_simulator({"bench": PROVIDER}))
         provider_url = sim.base_url("bench")
-        print("starting LiteLLM proxy ...", flush=True)
+        # LiteLLM at its best on this machine: one worker per core (the
+        # router's processes use every core too).
+        workers = os.cpu_count() or 1
+        print(f"starting LiteLLM proxy ({workers} workers) ...", flush=True)
         model_list = [openai_deployment("bench", provider_url)]
-        proxy = stack.enter_context(litellm_proxy(model_list, port=(port := free_port()), log_path=tmp / "litellm.log"))
+        proxy = stack.enter_context(litellm_proxy(model_list, port=(port := free_port()), log_path=tmp / "litellm.log", workers=workers))
         bench = Bench(
             tmp=tmp,
             provider_url=provider_url,
@@ -293,7 +296,7 @@ def run(levels: list[tuple[int, int]], variants: list[str], warmup_turns: int, b
         "finished_at": _now(),
         "machine": machine | {"load_avg_1m_end": round(os.getloadavg()[0], 2)},
         "router": {"commit": _git_commit(), "serve_mode": SERVE_MODE, "variants": {v: VARIANTS[v] for v in variants}},
-        "litellm": {"version": proxy.version, "workers": 1},
+        "litellm": {"version": proxy.version, "workers": workers},
         "provider": PROVIDER,
         "levels": [{"concurrency": c, "turns": n} for c, n in levels],
         "warmup_turns": warmup_turns,
@@ -423,7 +426,7 @@ def markdown(report: dict, checks: list[dict]) -> str:
         f"Measured {report['started_at']} on {machine['cpus']} cores ({machine['cpu_model']}), one machine, loopback: "
         f"provider TTFT {PROVIDER['ttft_ms']} ms, {PROVIDER['tokens']} tokens {PROVIDER['token_interval_ms']} ms apart; "
         f"router {report['router']['commit']} (serve mode {SERVE_MODE}); LiteLLM {report['litellm']['version']} "
-        f"(1 worker); load average {machine['load_avg_1m']} at the start. CPU: the target's whole process tree "
+        f"({report['litellm']['workers']} workers); load average {machine['load_avg_1m']} at the start. CPU: the target's whole process tree "
         f"over the measured turns, per successful turn, its idle background included (most of it at concurrency 1)."
     )
     for round_ in report["rounds"]:
