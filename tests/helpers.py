@@ -32,3 +32,12 @@ def wait_for_records(path, request_ids: set[str], timeout_s: float = 15.0) -> di
             return rows
         time.sleep(0.25)
     return rows
+
+
+SIM_MODELS = {"openai": "sim-model", "anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-flash"}
+
+
+def sim_endpoint(simulator, name: str, profile: str, provider: str = "openai", **extra) -> dict:
+    """An endpoint of the simulated provider's ``profile``, in ``provider``'s wire format."""
+    url = simulator.base_url(profile) if provider == "openai" else simulator.root_url(profile)
+    return {"name": name, "provider": provider, "base_url": url, "model": SIM_MODELS[provider]} | extra

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import CANARY_CLIENT_KEY, CANARY_PROVIDER_KEY, CANARY_PROVIDER_KEY_ENV
+from helpers import CANARY_CLIENT_KEY, CANARY_PROVIDER_KEY, CANARY_PROVIDER_KEY_ENV, sim_endpoint
 
 pytestmark = pytest.mark.ray
 
@@ -40,9 +40,7 @@ def secrets_app(router, simulator, tmp_path_factory):
     turn_log = tmp_path_factory.mktemp("secrets-turnlog")
 
     def ep(name, profile, provider="openai"):
-        model = {"openai": "sim-model", "anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-flash"}[provider]
-        url = simulator.base_url(profile) if provider == "openai" else simulator.root_url(profile)
-        return {"name": name, "provider": provider, "base_url": url, "model": model, "api_key_env": CANARY_PROVIDER_KEY_ENV}
+        return sim_endpoint(simulator, name, profile, provider, api_key_env=CANARY_PROVIDER_KEY_ENV)
 
     steady = {"strategy": "ordered", "max_attempts": 4, "breaker": {"consecutive_failures": 10_000, "min_requests": 10_000}}
     config = parse_config({

@@ -10,7 +10,7 @@ import uuid
 
 import httpx
 import pytest
-from helpers import wait_for_records
+from helpers import sim_endpoint, wait_for_records
 
 pytestmark = pytest.mark.ray
 
@@ -34,9 +34,7 @@ def upstream(router, simulator, tmp_path_factory):
     turn_log = tmp_path_factory.mktemp("upstream-turnlog")
 
     def ep(name, profile, provider="openai"):
-        model = {"openai": "sim-model", "anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-flash"}[provider]
-        url = simulator.base_url(profile) if provider == "openai" else simulator.root_url(profile)
-        return {"name": name, "provider": provider, "base_url": url, "model": model}
+        return sim_endpoint(simulator, name, profile, provider)
 
     steady = {"strategy": "ordered", "breaker": {"consecutive_failures": 10_000, "min_requests": 10_000}}
     config = parse_config(
