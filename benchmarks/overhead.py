@@ -68,7 +68,9 @@ def start_router(
     (e.g. an older commit, for a before/after comparison in one run); its
     packages come first on the path of the router and of its Ray workers.
 
-    HAProxy's stats and metrics listeners get free ports (their fixed
+    This checkout's router derives every Serve port from its own
+    (``deployments.serve_ports``); an older checkout does not, so HAProxy's
+    stats and metrics listeners get free ports here for it (their fixed
     defaults are taken by any other router on this machine). A failure or an
     interrupt while waiting stops the process and shows the end of its log.
     """
