@@ -7,6 +7,7 @@ attempts to the tracker and this replica's turn-log writer.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -26,10 +27,15 @@ from deployments.cache_actor import CACHE_ACTOR_NAME
 from deployments.coalesce import CoalescingStream
 from deployments.metrics_hub import MetricsReporter
 from deployments.reporter import OutcomeReporter
+from deployments.stop import GRACEFUL_SHUTDOWN_POLL_S, SHUTDOWN_MARGIN_S
 from deployments.turn_log import turn_record
 from deployments.upstream import resolve_api_keys, upstream_pool
 
 __all__ = ["ProviderCaller"]
+
+# A stopped turn ends at its next await (its deadline is expired at once):
+# this bounds the wait for it, and for its record.
+STOPPED_TURNS_END_S = 2.0
 
 
 class ProviderCaller:
@@ -85,6 +91,25 @@ class ProviderCaller:
         """A turn the ingress served itself (a cache hit) joins the turn log
         and metrics of this replica."""
         self._emit(record)
+
+    async def drain(self, grace_s: float) -> dict:
+        """The router is stopping (``deployments.drain``): let this
+        replica's turns finish for ``grace_s``, stop the rest (each ends with
+        the router's ``router_stopping`` error and its record), and flush the
+        turn log and metrics. What happened, for the stop's report."""
+        live = self._runner.live
+        in_flight = len(live)
+        stopped = 0 if await live.wait_empty(grace_s) else live.stop_all()
+        if stopped:
+            await live.wait_empty(STOPPED_TURNS_END_S)
+        await asyncio.to_thread(self.flush)  # the sink's I/O, off the event loop
+        return {"in_flight": in_flight, "stopped": stopped, "left": len(live)}
+
+    def flush(self) -> None:
+        if self._metrics is not None:
+            self._metrics.flush()
+        if self._writer is not None:
+            self._writer.flush()
 
     def __del__(self):
         metrics = getattr(self, "_metrics", None)
@@ -149,6 +174,10 @@ def caller_deployment(config: RouterConfig):
         num_replicas=options.caller_replicas,
         max_ongoing_requests=options.caller_max_ongoing_requests,
         ray_actor_options={"num_cpus": 0},
+        # When Serve itself stops a replica (serve deploy, serve shutdown),
+        # its turns in flight get the same grace as a local stop's drain.
+        graceful_shutdown_timeout_s=config.server.stop_grace_s + SHUTDOWN_MARGIN_S,
+        graceful_shutdown_wait_loop_s=GRACEFUL_SHUTDOWN_POLL_S,
         # Serve's per-request access log costs CPU on every turn; the turn
         # log records every turn already.
         logging_config={"enable_access_log": False},

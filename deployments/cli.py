@@ -65,14 +65,29 @@ def _run(args: argparse.Namespace) -> int:
         print("        -H 'content-type: application/json' \\")
         first_group = next(iter(router.config.model_groups))
         print(f"        -d '{{\"model\": \"{first_group}\", \"stream\": true, \"messages\": [{{\"role\": \"user\", \"content\": \"hi\"}}]}}'")
-        print("  Ctrl-C stops it.", flush=True)
+        grace_s = router.config.server.stop_grace_s
+        print(f"  Ctrl-C (or SIGTERM) stops it, letting turns in flight finish for up to {grace_s:g} s; twice stops it now.", flush=True)
         stop = threading.Event()
+
+        def on_signal(*_):
+            if stop.is_set():  # the second: cut the drain short
+                router.skip_drain = True
+                raise KeyboardInterrupt
+            stop.set()
+
         # Set after Ray has started: Ray installs handlers of its own.
         for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stop.set())
+            signal.signal(signum, on_signal)
         while not stop.wait(0.5):
             pass
-        print("nemo-router stopping: flushing the turn log", flush=True)
+        print(f"nemo-router stopping: refusing new turns, draining for up to {grace_s:g} s", flush=True)
+    report = router.stop_report
+    if report is not None:
+        print(
+            f"nemo-router stopped: {report.in_flight} turns in flight at the stop, {report.in_flight - report.stopped} finished, "
+            f"{report.stopped} ended by the router; drained in {report.seconds:.1f} s; turn log flushed",
+            flush=True,
+        )
     return 0
 
 

@@ -34,6 +34,11 @@ class RemoteDispatch:
     def record(self, record) -> None:
         self._caller.record.remote(record)
 
+    async def drain(self, grace_s: float) -> dict:
+        """The callers are drained by the stop itself (``deployments.drain``),
+        every replica at once; this ingress only refuses new turns."""
+        return {}
+
 
 class LocalDispatch:
     def __init__(self, provider_caller):
@@ -49,3 +54,6 @@ class LocalDispatch:
 
     def record(self, record) -> None:
         self._caller.record(record)
+
+    async def drain(self, grace_s: float) -> dict:
+        return await self._caller.drain(grace_s)

@@ -10,7 +10,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from router.errors import RouterError
-from router.keys import RateLimited
 
 __all__ = ["openai_api"]
 
@@ -26,7 +25,7 @@ def openai_api() -> FastAPI:
 
 
 async def _router_error(_: Request, error: RouterError) -> JSONResponse:
-    headers = error.headers() if isinstance(error, RateLimited) else None
+    headers = error.headers()
     return JSONResponse(error.to_openai(), status_code=error.http_status, headers=headers)
 
 

@@ -9,11 +9,13 @@ whose stream it forwards as it comes. Every error leaves as OpenAI's error objec
 
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 
 import ray
 from fastapi import Request
@@ -32,6 +34,7 @@ from router.errors import (
     ModelNotFound,
     PayloadTooLarge,
     RequestTimeout,
+    RouterStopping,
     TurnFailed,
     TurnInterrupted,
     UnsupportedMediaType,
@@ -44,6 +47,7 @@ from router.tags import parse_tags
 from router.turn import TurnFailure, TurnHead, TurnRequest, TurnState, new_turn_id
 from router.turn.guard import TurnGuard
 from router.turn.resume import resume_point
+from router.turn.stop import LiveTurns
 
 from deployments.cache_actor import CACHE_ACTOR_NAME, cache_hit_record
 from deployments.caller import ProviderCaller
@@ -52,6 +56,7 @@ from deployments.http_app import openai_api
 from deployments.keystore import KEYSTORE_NAME
 from deployments.planner import TRACKER_TIMEOUT_S, Planner
 from deployments.reporter import OutcomeReporter
+from deployments.stop import GRACEFUL_SHUTDOWN_POLL_S, SHUTDOWN_MARGIN_S
 from deployments.turn_log import turn_record
 
 __all__ = ["Ingress", "ingress_deployment"]
@@ -163,6 +168,34 @@ class Ingress:
         catalog = load_catalog()
         self._model_cards = [model_card(name, catalog.get(name)) for name in config.model_groups]
         self._keystore = None
+        self._stopping = False
+        self._responding = LiveTurns()  # the turn responses this replica is sending, for a drain
+
+    @contextlib.contextmanager
+    def _responding_to(self) -> Iterator[None]:
+        token = object()
+        self._responding.add(token)
+        try:
+            yield
+        finally:
+            self._responding.discard(token)
+
+    async def drain(self, grace_s: float) -> dict:
+        """The router is stopping (``deployments.drain``, through a Serve
+        broadcast to every replica): refuse new turns from now on (503
+        ``router_stopping``, with ``retry-after``); with ``upstream_calls:
+        ingress``, also let this replica's own turns finish for ``grace_s``
+        and stop the rest."""
+        self._stopping = True
+        report = await self._dispatch.drain(grace_s)
+        # Responses end once their turns have (finished, or stopped by the
+        # callers' drain, running alongside this one): wait for the last bytes.
+        await self._responding.wait_empty(grace_s + SHUTDOWN_MARGIN_S)
+        return report
+
+    def _refuse_if_stopping(self) -> None:
+        if self._stopping:
+            raise RouterStopping("the router is stopping; retry the turn")
 
     # -- routes -----------------------------------------------------------
 
@@ -214,6 +247,7 @@ class Ingress:
     @api.post("/v1/chat/completions")
     async def chat_completions(self, request: Request) -> Response:
         received_at = time.time()
+        self._refuse_if_stopping()
         key = self._keys.authenticate(request.headers.get("authorization"))  # before reading the body
         if not is_json_content_type(request.headers.get("content-type")):
             raise UnsupportedMediaType("the request body must be JSON (content-type: application/json)")
@@ -276,6 +310,7 @@ class Ingress:
     # the router's typed errors (``RouterError`` subclasses).
 
     async def chat(self, body: dict, *, tags: tuple[str, ...] = (), request_id: str | None = None) -> dict:
+        self._refuse_if_stopping()
         chat, raw, notes = _handle_body(body, stream=False)
         turn, _, guard = await self._prepare(chat, raw, _requested_tags(None, raw, tags), request_id or _new_request_id(), time.time(), notes=notes)
         result = await self._complete_once(turn, guard)
@@ -284,6 +319,7 @@ class Ingress:
         return json.loads(result[1])
 
     async def chat_stream(self, body: dict, *, tags: tuple[str, ...] = (), request_id: str | None = None):
+        self._refuse_if_stopping()
         chat, raw, notes = _handle_body(body, stream=True)
         turn, _, guard = await self._prepare(chat, raw, _requested_tags(None, raw, tags), request_id or _new_request_id(), time.time(), notes=notes)
         head, pieces = await self._open_stream(turn, guard)
@@ -433,6 +469,8 @@ class Ingress:
         what the client has, or ends it with an SSE error event and a record."""
         forwarded: list[bytes] = []  # kept by reference, read only if the caller is lost
         resumed = False
+        responding = object()  # in the replica's count of responses being sent, for a drain
+        self._responding.add(responding)
         try:
             while True:
                 try:
@@ -460,10 +498,12 @@ class Ingress:
                     guard = self._guard(turn, generator)
         finally:
             guard.close()  # the client left, or anything else: a no-op once settled
+            self._responding.discard(responding)
 
     async def _complete(self, turn: TurnRequest, plan_s: float, guard: TurnGuard) -> Response:
         dispatched = time.perf_counter()
-        result = await self._complete_once(turn, guard)
+        with self._responding_to():
+            result = await self._complete_once(turn, guard)
         if isinstance(result, TurnFailure):
             return JSONResponse(result.error, status_code=result.http_status)
         head, payload = result
@@ -485,6 +525,10 @@ def ingress_deployment(config: RouterConfig):
         num_replicas=options.ingress_replicas,
         max_ongoing_requests=options.ingress_max_ongoing_requests,
         ray_actor_options={"num_cpus": 0},
+        # When Serve itself stops a replica (serve deploy, serve shutdown),
+        # its turns in flight get the same grace as a local stop's drain.
+        graceful_shutdown_timeout_s=config.server.stop_grace_s + SHUTDOWN_MARGIN_S,
+        graceful_shutdown_wait_loop_s=GRACEFUL_SHUTDOWN_POLL_S,
         # Serve's per-request access log costs CPU on every turn; the turn
         # log records every turn already.
         logging_config={"enable_access_log": False},

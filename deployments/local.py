@@ -6,6 +6,7 @@ tests and the benchmarks, so all three run the same thing.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,16 +20,25 @@ from router.defaults import SIMULATED_PROFILES, embedded_default
 
 from deployments.app import APP_NAME, build_app
 from deployments.serve_ports import apply_serve_ports
+from deployments.stop import DrainReport, end_leftovers, serve_children, stop
 
 __all__ = ["LocalRouter", "deploy"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class LocalRouter:
+    """A router this process started; leaving ``start``'s block stops it
+    (``deployments.stop``: drain for ``server.stop_grace_s``, flush, shut
+    down, no process left behind)."""
+
     config: RouterConfig
     url: str
     simulator: object | None = None
-    _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
+    stop_report: DrainReport | None = None  # set once stopped
+    skip_drain: bool = False  # set (a second Ctrl-C) to stop at once
+    _haproxies: list = field(default_factory=list, repr=False)
 
     @classmethod
     @contextlib.contextmanager
@@ -44,14 +54,31 @@ class LocalRouter:
                 config = embedded_default(simulator.url, os.environ, turn_log_path=turn_log_path)
             if port is not None:
                 config = config.model_copy(update={"server": config.server.model_copy(update={"port": port})})
+            router = cls(config, "", simulator)
             if not ray.is_initialized():
                 apply_serve_ports(config.server.port)  # read by every Ray process at start
+                _apply_local_drain_settings()
                 with _package_working_directory():
                     ray.init(include_dashboard=False, log_to_driver=False)
+                stack.callback(router._end_leftovers)  # after Ray is down
                 stack.callback(ray.shutdown)
-            url = deploy(config)
-            stack.callback(serve.shutdown)
-            yield cls(config, url, simulator)
+            router.url = deploy(config)
+            stack.callback(router._stop)
+            yield router
+
+    def _stop(self) -> None:
+        self._haproxies = serve_children()
+        grace_s = None if self.skip_drain else self.config.server.stop_grace_s
+        try:
+            self.stop_report = stop(self.config, APP_NAME, grace_s)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop now
+            log.warning("drain interrupted; stopping now")
+            stop(self.config, APP_NAME, None)
+
+    def _end_leftovers(self) -> None:
+        ended = end_leftovers(self._haproxies)
+        if ended:
+            log.warning("ended HAProxy processes Serve left running: %s", ended)
 
 
 @contextlib.contextmanager
@@ -69,6 +96,14 @@ def _package_working_directory() -> Iterator[None]:
         yield
     finally:
         os.chdir(here)
+
+
+def _apply_local_drain_settings(environ=os.environ) -> None:
+    """Our own drain (``deployments.stop``) runs before Serve stops any
+    replica, so Serve's wait for load balancers to deregister a replica
+    (30 s by default, meant for clusters behind an external balancer) has
+    nothing left to protect here and would only hold up the stop."""
+    environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "0")
 
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]

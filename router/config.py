@@ -268,6 +268,10 @@ class ServerConfig(_Frozen):
     # A body announced but not sent (slowloris) is answered 408 after this
     # long: a turn's body is small and arrives at once from a real client.
     body_read_timeout_s: float = Field(default=10.0, gt=0)
+    # A stop drains: new turns are refused (503 router_stopping), turns in
+    # flight get this long to finish, then the rest end with the router's
+    # error event and a record (deployments.drain; README "Stopping").
+    stop_grace_s: float = Field(default=10.0, ge=0, le=300)
 
 
 class DeploymentConfig(_Frozen):

@@ -24,6 +24,7 @@ client's status are read from it, never re-derived.
         └── UpstreamCannotServe          this provider cannot express the request
     AllAttemptsFailed                    every endpoint of the plan failed (502/504)
     TurnInterrupted                      the router lost the process serving the turn (502)
+    RouterStopping                       the router stopped before the turn could finish (503)
     TurnFailed                           a failed turn, raised to Python handle callers
 """
 
@@ -52,6 +53,7 @@ __all__ = [
     "kind_of_status",
     "AllAttemptsFailed",
     "TurnInterrupted",
+    "RouterStopping",
     "TurnFailed",
     "ConfigError",
 ]
@@ -70,6 +72,10 @@ class RouterError(Exception):
         if code is not None:
             self.code = code
         self.param = param
+
+    def headers(self) -> dict[str, str] | None:
+        """Response headers the error needs (``retry-after``), if any."""
+        return None
 
     def to_openai(self) -> dict:
         return {
@@ -258,6 +264,20 @@ class TurnInterrupted(RouterError):
     http_status = 502
     error_type = "server_error"
     code = "turn_interrupted"
+
+
+class RouterStopping(RouterError):
+    """The router is stopping: a new turn is refused (503, retry elsewhere
+    or later), and a turn still running when the stop's grace period ends is
+    ended with this error (a 503 before its stream starts, an SSE error
+    event after). Nobody's fault: no endpoint's health counts it."""
+
+    http_status = 503
+    error_type = "server_error"
+    code = "router_stopping"
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": "1"}
 
 
 class TurnFailed(RouterError):

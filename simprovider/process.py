@@ -140,7 +140,10 @@ def start_simulator(
         command += ["--profile", format_profile_spec(name, fields)]
     # stdout only carries the one "listening" line; nobody reads it here, so
     # it goes nowhere rather than into a pipe that could fill up.
-    popen = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    # A session of its own: a terminal's Ctrl-C (sent to the whole foreground
+    # process group) must not kill the providers while the router drains
+    # the turns they are serving; whoever started it stops it (``stop``).
+    popen = subprocess.Popen(command, stdout=subprocess.DEVNULL, start_new_session=True)
     sim = SimulatorProcess(popen, host, port)
     try:
         _wait_healthy(sim, timeout_s)

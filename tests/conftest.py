@@ -50,6 +50,10 @@ PROFILES = {
     # Request faults (issue 4): a small-context model refuses, a large one serves.
     "ctx-small": {"failure": "context_too_long"},
     "ctx-large": {"ttft_ms": 10, "token_interval_ms": 2, "tokens": 6},
+    # A clean stop (issue 14): turns that finish within the grace period, and
+    # turns that cannot.
+    "stop-short": {"ttft_ms": 20, "token_interval_ms": 100, "tokens": 20},
+    "stop-long": {"ttft_ms": 20, "token_interval_ms": 200, "tokens": 150},
 }
 
 WEBHOOK_ENV = "NEMO_TEST_ALERT_WEBHOOK_URL"

@@ -39,6 +39,7 @@ from router.config import EndpointConfig, RouterConfig
 from router.errors import (
     AllAttemptsFailed,
     InvalidRequest,
+    RouterStopping,
     UpstreamCannotServe,
     UpstreamDisconnected,
     UpstreamError,
@@ -55,6 +56,7 @@ from router.sse import DONE_EVENT, SSEDecoder, encode_json
 from router.stream_watch import StreamWatch, Usage
 from router.turn.relay import ContinuationRelay, PassThroughRelay
 from router.turn.state import TurnFailure, TurnHead, TurnRequest, TurnState
+from router.turn.stop import LiveTurns
 from router.turn.transport import UpstreamTransport
 
 __all__ = ["TurnHead", "TurnFailure", "TurnRequest", "TurnRunner"]
@@ -106,9 +108,12 @@ class TurnRunner:
         self._report = report
         self._emit = emit
         self._clock = clock
+        self.live = LiveTurns()  # what a drain waits on, and stops when its grace ends
 
     def _begin(self, request: TurnRequest) -> TurnState:
-        return TurnState(request, self._clock(), notes=list(request.notes))
+        turn = TurnState(request, self._clock(), notes=list(request.notes))
+        turn.stop = self.live.add(request.turn_id)
+        return turn
 
     def _started(self, turn: TurnState, candidate: Candidate) -> None:
         """An attempt goes out: count it in flight unless the plan already does."""
@@ -182,7 +187,7 @@ class TurnRunner:
         chunk_id: str | None = resume.chunk_id if resume else None
         if resume is not None:
             turn.notes.append("carried over from a provider-caller that was lost mid-stream")
-        while (candidate := walk.next()) is not None:
+        while not turn.stop.requested and (candidate := walk.next()) is not None:
             try:
                 if sent_text is None:
                     attempt = await self._first_token(turn, candidate, walk, budget)
@@ -190,6 +195,8 @@ class TurnRunner:
                     relay = ContinuationRelay(self._watch(turn, candidate), Seam(sent_text), chunk_id)
                     request = {**turn.request.body, "messages": continuation_messages(turn.request.body["messages"], sent_text)}
                     attempt = await self._open(turn, candidate, relay, request)
+            except RouterStopping:
+                break
             except UpstreamError as error:
                 if sent_text is None and not walk.after_failure(error):
                     break
@@ -198,7 +205,7 @@ class TurnRunner:
             try:
                 async for item in forward:
                     yield item
-            except UpstreamError:
+            except (UpstreamError, RouterStopping):
                 chunk_id = chunk_id or attempt.relay.watch.chunk_id
                 sent_text = (sent_text or "") + attempt.relay.forwarded_text
                 if group.midstream == "error" or attempt.relay.watch.saw_tool_calls:
@@ -208,6 +215,11 @@ class TurnRunner:
                 await forward.aclose()  # closes the upstream connection now, not at GC
             turn.usage, turn.status, turn.http_status = attempt.relay.watch.usage, "ok", 200
             turn.text = (sent_text or "") + attempt.relay.forwarded_text
+            return
+        if turn.stop.requested:
+            yield _from_stop(turn, started=sent_text is not None)
+            if sent_text is not None:
+                yield DONE_EVENT
             return
         if sent_text is None:
             yield self._fail(turn)
@@ -288,14 +300,18 @@ class TurnRunner:
         self._started(turn, candidate)
         try:
             body = self._request_body(turn, codec, request, endpoint, stream=True)
-            async with asyncio.timeout(min(candidate.timeouts.first_token_s, candidate.deadline_s - start_s)):
-                response = await stack.enter_async_context(self._transport.open(endpoint, codec, body, candidate.timeouts, stream=True))
-                chunks = self._transport.chunks(response, endpoint.name)
-                if not codec.passthrough:
-                    chunks = _as_openai_sse(chunks, codec.stream_translator(endpoint.model, endpoint=endpoint.name))
-                first = await _read_to_first_content(chunks, relay)
+            async with asyncio.timeout(min(candidate.timeouts.first_token_s, candidate.deadline_s - start_s)) as deadline:
+                with turn.stop.watching(deadline):
+                    response = await stack.enter_async_context(self._transport.open(endpoint, codec, body, candidate.timeouts, stream=True))
+                    chunks = self._transport.chunks(response, endpoint.name)
+                    if not codec.passthrough:
+                        chunks = _as_openai_sse(chunks, codec.stream_translator(endpoint.model, endpoint=endpoint.name))
+                    first = await _read_to_first_content(chunks, relay)
         except TimeoutError as exc:
             await stack.aclose()
+            if turn.stop.requested:
+                self._attempt(turn, candidate, start_s, OutcomeKind.CANCELLED)
+                raise RouterStopping("the router stopped before this turn's first token") from exc
             error = UpstreamTimeout("no first token before the first-token deadline", endpoint=endpoint.name)
             self._attempt(turn, candidate, start_s, OutcomeKind.TIMEOUT, error)
             raise error from exc
@@ -320,27 +336,31 @@ class TurnRunner:
         endpoint = candidate.endpoint
         loop = asyncio.get_running_loop()
         try:
-            async with attempt.stack, asyncio.timeout_at(loop.time() + max(0.0, candidate.deadline_s - self._clock())):
-                if turn.endpoint is None and turn.request.resume is None:  # a resumed turn's client has its headers
-                    turn.ttft_s, turn.attempt_ttft_s = self._clock() - turn.started_s, attempt.ttft_s
-                    turn.overhead_s = turn.router_time_s()
-                    turn.model = relay.watch.model or endpoint.model
-                    yield TurnHead(endpoint.name, endpoint.provider, turn.model, turn.received_at, attempt.ttft_s)
-                turn.endpoint = endpoint.name
-                if attempt.first:
-                    yield attempt.first
-                if relay.failure is None:
-                    async for raw in attempt.chunks:
-                        out = relay.feed(raw)
-                        if out:
-                            yield out
-                        if relay.failure is not None:
-                            break
-                if relay.failure is not None:
-                    raise relay.failure  # after the good part of its read went out
-                if not relay.watch.done:
-                    raise UpstreamDisconnected("upstream stream ended before [DONE]", endpoint=endpoint.name)
+            async with attempt.stack, asyncio.timeout_at(loop.time() + max(0.0, candidate.deadline_s - self._clock())) as deadline:
+                with turn.stop.watching(deadline):
+                    if turn.endpoint is None and turn.request.resume is None:  # a resumed turn's client has its headers
+                        turn.ttft_s, turn.attempt_ttft_s = self._clock() - turn.started_s, attempt.ttft_s
+                        turn.overhead_s = turn.router_time_s()
+                        turn.model = relay.watch.model or endpoint.model
+                        yield TurnHead(endpoint.name, endpoint.provider, turn.model, turn.received_at, attempt.ttft_s)
+                    turn.endpoint = endpoint.name
+                    if attempt.first:
+                        yield attempt.first
+                    if relay.failure is None:
+                        async for raw in attempt.chunks:
+                            out = relay.feed(raw)
+                            if out:
+                                yield out
+                            if relay.failure is not None:
+                                break
+                    if relay.failure is not None:
+                        raise relay.failure  # after the good part of its read went out
+                    if not relay.watch.done:
+                        raise UpstreamDisconnected("upstream stream ended before [DONE]", endpoint=endpoint.name)
         except TimeoutError as exc:
+            if turn.stop.requested:
+                self._attempt(turn, candidate, attempt.start_s, OutcomeKind.CANCELLED)
+                raise RouterStopping("the router stopped while this turn was streaming") from exc
             error = UpstreamTimeout("turn deadline reached", endpoint=endpoint.name)
             self._attempt(turn, candidate, attempt.start_s, OutcomeKind.TIMEOUT, error)
             raise error from exc
@@ -354,20 +374,24 @@ class TurnRunner:
 
     async def _complete_turn(self, turn: TurnState) -> tuple[TurnHead, bytes] | TurnFailure:
         walk = self._walk(turn)
-        while (candidate := walk.next()) is not None:
+        while not turn.stop.requested and (candidate := walk.next()) is not None:
             endpoint = candidate.endpoint
             codec = self._codecs[endpoint.name]
             start_s = self._clock()
             self._started(turn, candidate)
             try:
                 body = self._request_body(turn, codec, turn.request.body, endpoint, stream=False)
-                async with asyncio.timeout(max(0.0, candidate.deadline_s - start_s)):
-                    async with self._transport.open(endpoint, codec, body, candidate.timeouts, stream=False) as response:
-                        payload = await self._transport.read(response, endpoint.name)
+                async with asyncio.timeout(max(0.0, candidate.deadline_s - start_s)) as deadline:
+                    with turn.stop.watching(deadline):
+                        async with self._transport.open(endpoint, codec, body, candidate.timeouts, stream=False) as response:
+                            payload = await self._transport.read(response, endpoint.name)
                 completion = codec.parse_response(payload, endpoint=endpoint.name)
                 if not codec.passthrough:
                     payload = json.dumps(completion, separators=(",", ":")).encode()
             except TimeoutError:
+                if turn.stop.requested:
+                    self._attempt(turn, candidate, start_s, OutcomeKind.CANCELLED)
+                    break
                 error: UpstreamError = UpstreamTimeout("turn deadline reached", endpoint=endpoint.name)
             except UpstreamError as exc:
                 error = exc
@@ -386,6 +410,8 @@ class TurnRunner:
             self._attempt(turn, candidate, start_s, error.kind, error)
             if not walk.after_failure(error):
                 break
+        if turn.stop.requested:
+            return _from_stop(turn, started=False)
         return self._fail(turn)
 
     def _request_body(self, turn: TurnState, codec: ProviderCodec, request: dict[str, Any], endpoint: EndpointConfig, *, stream: bool) -> bytes:
@@ -439,7 +465,24 @@ class TurnRunner:
         if turn.endpoint is not None:
             turn.provider = self._endpoints[turn.endpoint][0].provider
         turn.cost, turn.total_s = self._cost(turn), self._clock() - turn.started_s
+        self.live.discard(turn.request.turn_id)
         self._emit(turn)
+
+
+def _from_stop(turn: TurnState, *, started: bool):
+    """How a turn the router stopped ends for its client: a 503
+    ``TurnFailure`` before its stream started, else the SSE error event
+    (followed by ``[DONE]``). The record says ``RouterStopping``."""
+    error = RouterStopping(
+        "the router is stopping and ended this turn before it finished; retry it"
+        if started else "the router is stopping; retry the turn"
+    )
+    turn.status, turn.error_type = "error", type(error).__name__
+    if started:
+        turn.http_status = 200
+        return encode_json(error.to_openai())
+    turn.http_status = error.http_status
+    return TurnFailure(error.http_status, error.to_openai())
 
 
 async def _read_to_first_content(chunks: AsyncIterator[bytes], relay) -> bytes:

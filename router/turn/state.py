@@ -23,6 +23,7 @@ from router.outcome import AttemptOutcome, OutcomeKind
 from router.plan_walk import Candidate
 from router.response_cache import CachedTurn
 from router.stream_watch import Usage
+from router.turn.stop import TurnStop
 
 __all__ = ["TurnHead", "TurnFailure", "TurnRequest", "TurnState", "new_turn_id"]
 
@@ -114,6 +115,7 @@ class TurnState:
     hedged: bool = False
     lost_race: set[int] = field(default_factory=set)  # attempt indexes cancelled by a hedge's winner
     losers: list[asyncio.Task] = field(default_factory=list)  # their tasks, settled before the record
+    stop: TurnStop = field(default_factory=TurnStop)  # the runner's live-turn registry flips it
 
     def lease(self, candidate: Candidate) -> tuple[str, int]:
         return (self.request.turn_id, candidate.index)
