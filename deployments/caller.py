@@ -18,6 +18,7 @@ from ray import serve
 from router.catalog import endpoint_prices, load_catalog
 from router.config import RouterConfig
 from router.turn import TurnFailure, TurnHead, TurnRequest, TurnRunner, TurnState
+from router.turn.pace import ReadPacer
 from nemo_turnlog import LocalParquetSink, S3ParquetSink, SpoolingSink, TurnLogWriter
 from nemo_turnlog.callbacks import FanoutSink
 from nemo_turnlog.datadog import DatadogExporter
@@ -47,6 +48,7 @@ class ProviderCaller:
         tracker = ray.get_actor(config.deployments.tracker_name, namespace=config.deployments.tracker_namespace)
         self._reporter = OutcomeReporter(tracker.report.remote, config.deployments.report_interval_s)
         self._writer = _turn_log_writer(config, os.environ)
+        self._stream_buffer_bytes = config.server.stream_buffer_bytes
         self._metrics = None
         if config.metrics.enabled:
             hub = ray.get_actor(config.metrics.hub_name, namespace=config.deployments.tracker_namespace)
@@ -65,7 +67,8 @@ class ProviderCaller:
         """The turn running in a task of its own, read with coalescing: pieces
         that pile up while this replica is busy leave as one (one Ray object,
         or one socket write in the ingress; ``deployments.coalesce``)."""
-        return CoalescingStream(self._runner.stream(request))
+        pacer = ReadPacer(self._stream_buffer_bytes)
+        return CoalescingStream(self._runner.stream(request, pacer), pacer)
 
     def _emit_turn(self, turn: TurnState) -> None:
         self._emit(turn_record(turn))

@@ -8,6 +8,10 @@ step, as before (nothing ever waits for more); when the reader is behind
 (a busy event loop, a slow downstream) the pieces that piled up cross the
 next boundary as one message, which is where a streamed turn's CPU goes
 (one Ray object, one socket write, per message rather than per token).
+
+What may pile up is bounded by a ``ReadPacer`` shared with the producer:
+past its limit the producer stops reading upstream until the reader
+catches up, so a client that never reads costs the router a bounded buffer.
 """
 
 from __future__ import annotations
@@ -16,13 +20,18 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
 
+from router.turn.pace import ReadPacer
+
 __all__ = ["CoalescingStream"]
 
 
 class CoalescingStream:
-    __slots__ = ("_pieces", "_ready", "_done", "_error", "_task")
+    __slots__ = ("_pieces", "_ready", "_done", "_error", "_task", "_pacer")
 
-    def __init__(self, items: AsyncIterator):
+    def __init__(self, items: AsyncIterator, pacer: ReadPacer | None = None):
+        # ``pacer``: shared with the producer, which stops reading upstream
+        # while too many bytes wait here (``router.turn.pace``).
+        self._pacer = pacer
         self._pieces: deque = deque()
         self._ready = asyncio.Event()
         self._done = False
@@ -31,8 +40,11 @@ class CoalescingStream:
 
     async def _pump(self, items: AsyncIterator) -> None:
         try:
+            pacer = self._pacer
             async for item in items:
                 self._pieces.append(item)
+                if pacer is not None and type(item) is bytes:
+                    pacer.added(len(item))
                 self._ready.set()
         except asyncio.CancelledError:
             pass  # cancel(): the runner has recorded the turn as cancelled
@@ -59,7 +71,9 @@ class CoalescingStream:
             joined = [item]
             while pieces and isinstance(pieces[0], bytes):
                 joined.append(pieces.popleft())
-            return b"".join(joined)
+            item = b"".join(joined)
+        if self._pacer is not None and type(item) is bytes:
+            self._pacer.taken(len(item))
         return item
 
     def cancel(self) -> None:

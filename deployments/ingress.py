@@ -159,6 +159,8 @@ class Ingress:
         # ``caller``: the provider-caller deployment's handle; None when this
         # replica calls upstreams itself (``deployments.upstream_calls: ingress``).
         self._dispatch = RemoteDispatch(caller) if caller is not None else LocalDispatch(ProviderCaller(config))
+        # A turn carried over from a lost caller resumes from what was forwarded (none to lose in process).
+        self._resume_bytes = config.server.stream_buffer_bytes if caller is not None else 0
         self._planner = Planner(config)
         # This replica's channel to the tracker for turns it closes itself
         # (the client left, the dispatch failed, the caller died).
@@ -467,7 +469,12 @@ class Ingress:
         the caller's turn (which closes the upstream connection); a caller
         lost mid-stream hands the turn to another caller, once, from exactly
         what the client has, or ends it with an SSE error event and a record."""
-        forwarded: list[bytes] = []  # kept by reference, read only if the caller is lost
+        # What was forwarded, kept (by reference) to carry the turn over if
+        # its caller is lost, up to ``server.stream_buffer_bytes``: a longer
+        # stream is not carried over (a voice reply is a few KiB), so what a
+        # turn holds here stays bounded whatever the reply's length.
+        forwarded: list[bytes] | None = [] if self._resume_bytes else None
+        kept_bytes = 0
         resumed = False
         responding = object()  # in the replica's count of responses being sent, for a drain
         self._responding.add(responding)
@@ -479,13 +486,18 @@ class Ingress:
                             piece = _item_bytes(piece)
                             if not piece:
                                 continue
-                        forwarded.append(piece)
+                        if forwarded is not None:
+                            kept_bytes += len(piece)
+                            if kept_bytes <= self._resume_bytes:
+                                forwarded.append(piece)
+                            else:
+                                forwarded = None
                         yield piece
                     guard.settle()
                     return
                 except CALLER_LOST:
                     guard.close()  # releases what the lost caller held
-                    resume = None if resumed else resume_point(forwarded)
+                    resume = None if resumed or forwarded is None else resume_point(forwarded)
                     if resume is None:
                         log.warning("provider-caller lost mid-stream; ending the turn with an error event", exc_info=True)
                         self._dispatch.record(_interrupted_record(turn, head))

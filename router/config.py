@@ -272,6 +272,10 @@ class ServerConfig(_Frozen):
     # flight get this long to finish, then the rest end with the router's
     # error event and a record (deployments.drain; README "Stopping").
     stop_grace_s: float = Field(default=10.0, ge=0, le=300)
+    # What one streamed turn may hold for a client that reads slowly (or not
+    # at all): past it the router stops reading upstream until the client
+    # catches up (router.turn.pace). A voice reply is a few KiB.
+    stream_buffer_bytes: int = Field(default=1 << 20, ge=1024)
 
 
 class DeploymentConfig(_Frozen):

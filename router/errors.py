@@ -24,7 +24,9 @@ client's status are read from it, never re-derived.
         └── UpstreamCannotServe          this provider cannot express the request
     AllAttemptsFailed                    every endpoint of the plan failed (502/504)
     TurnInterrupted                      the router lost the process serving the turn (502)
-    RouterStopping                       the router stopped before the turn could finish (503)
+    TurnEndedByRouter                    the router ended a turn no endpoint failed
+    ├── RouterStopping                   the router stopped before the turn could finish (503)
+    └── ClientTooSlow                    the client read nothing of its stream until the deadline (408)
     TurnFailed                           a failed turn, raised to Python handle callers
 """
 
@@ -53,7 +55,9 @@ __all__ = [
     "kind_of_status",
     "AllAttemptsFailed",
     "TurnInterrupted",
+    "TurnEndedByRouter",
     "RouterStopping",
+    "ClientTooSlow",
     "TurnFailed",
     "ConfigError",
 ]
@@ -266,7 +270,21 @@ class TurnInterrupted(RouterError):
     code = "turn_interrupted"
 
 
-class RouterStopping(RouterError):
+class TurnEndedByRouter(RouterError):
+    """The router ended a turn that no endpoint failed: its attempt is
+    recorded as cancelled, and nothing counts against any endpoint."""
+
+
+class ClientTooSlow(TurnEndedByRouter):
+    """A streamed turn's client stopped reading: the router paused the
+    upstream (``router.turn.pace``) until the turn's deadline, then ended it."""
+
+    http_status = 408
+    error_type = "invalid_request_error"
+    code = "client_read_timeout"
+
+
+class RouterStopping(TurnEndedByRouter):
     """The router is stopping: a new turn is refused (503, retry elsewhere
     or later), and a turn still running when the stop's grace period ends is
     ended with this error (a 503 before its stream starts, an SSE error

@@ -38,8 +38,10 @@ from router.catalog import Price, TurnCost, turn_cost
 from router.config import EndpointConfig, RouterConfig
 from router.errors import (
     AllAttemptsFailed,
+    ClientTooSlow,
     InvalidRequest,
     RouterStopping,
+    TurnEndedByRouter,
     UpstreamCannotServe,
     UpstreamDisconnected,
     UpstreamError,
@@ -56,6 +58,7 @@ from router.sse import DONE_EVENT, SSEDecoder, encode_json
 from router.stream_watch import StreamWatch, Usage
 from router.turn.relay import ContinuationRelay, PassThroughRelay
 from router.turn.state import TurnFailure, TurnHead, TurnRequest, TurnState
+from router.turn.pace import ReadPacer
 from router.turn.stop import LiveTurns
 from router.turn.transport import UpstreamTransport
 
@@ -120,9 +123,11 @@ class TurnRunner:
         if candidate.index or not turn.request.reserved:
             self._report([AttemptStarted(candidate.endpoint.name, turn.lease(candidate))])
 
-    async def stream(self, request: TurnRequest) -> AsyncIterator[TurnHead | TurnFailure | bytes]:
-        """A streaming turn: ``TurnHead`` or ``TurnFailure``, then SSE bytes."""
+    async def stream(self, request: TurnRequest, pacer: ReadPacer | None = None) -> AsyncIterator[TurnHead | TurnFailure | bytes]:
+        """A streaming turn: ``TurnHead`` or ``TurnFailure``, then SSE bytes.
+        With ``pacer``, upstream reads pause while the reader is behind."""
         turn = self._begin(request)
+        turn.pacer = pacer
         # Keeping the forwarded bytes costs one list append per piece, and
         # only for turns the response cache will keep.
         recorder = TurnRecorder(self._cache_entry_bytes) if request.cache_key and self._cache_put else None
@@ -187,7 +192,7 @@ class TurnRunner:
         chunk_id: str | None = resume.chunk_id if resume else None
         if resume is not None:
             turn.notes.append("carried over from a provider-caller that was lost mid-stream")
-        while not turn.stop.requested and (candidate := walk.next()) is not None:
+        while turn.ended_by is None and not turn.stop.requested and (candidate := walk.next()) is not None:
             try:
                 if sent_text is None:
                     attempt = await self._first_token(turn, candidate, walk, budget)
@@ -195,7 +200,7 @@ class TurnRunner:
                     relay = ContinuationRelay(self._watch(turn, candidate), Seam(sent_text), chunk_id)
                     request = {**turn.request.body, "messages": continuation_messages(turn.request.body["messages"], sent_text)}
                     attempt = await self._open(turn, candidate, relay, request)
-            except RouterStopping:
+            except TurnEndedByRouter:
                 break
             except UpstreamError as error:
                 if sent_text is None and not walk.after_failure(error):
@@ -205,7 +210,7 @@ class TurnRunner:
             try:
                 async for item in forward:
                     yield item
-            except (UpstreamError, RouterStopping):
+            except (UpstreamError, TurnEndedByRouter):
                 chunk_id = chunk_id or attempt.relay.watch.chunk_id
                 sent_text = (sent_text or "") + attempt.relay.forwarded_text
                 if group.midstream == "error" or attempt.relay.watch.saw_tool_calls:
@@ -216,8 +221,8 @@ class TurnRunner:
             turn.usage, turn.status, turn.http_status = attempt.relay.watch.usage, "ok", 200
             turn.text = (sent_text or "") + attempt.relay.forwarded_text
             return
-        if turn.stop.requested:
-            yield _from_stop(turn, started=sent_text is not None)
+        if turn.ended_by is not None or turn.stop.requested:
+            yield _ended_by_router(turn, started=sent_text is not None)
             if sent_text is not None:
                 yield DONE_EVENT
             return
@@ -311,7 +316,8 @@ class TurnRunner:
             await stack.aclose()
             if turn.stop.requested:
                 self._attempt(turn, candidate, start_s, OutcomeKind.CANCELLED)
-                raise RouterStopping("the router stopped before this turn's first token") from exc
+                turn.ended_by = RouterStopping("the router is stopping; retry the turn")
+                raise turn.ended_by from exc
             error = UpstreamTimeout("no first token before the first-token deadline", endpoint=endpoint.name)
             self._attempt(turn, candidate, start_s, OutcomeKind.TIMEOUT, error)
             raise error from exc
@@ -344,13 +350,18 @@ class TurnRunner:
                         turn.model = relay.watch.model or endpoint.model
                         yield TurnHead(endpoint.name, endpoint.provider, turn.model, turn.received_at, attempt.ttft_s)
                     turn.endpoint = endpoint.name
+                    pacer = turn.pacer
                     if attempt.first:
                         yield attempt.first
+                        if pacer is not None and pacer.full:
+                            await _wait_for_reader(turn, pacer)
                     if relay.failure is None:
                         async for raw in attempt.chunks:
                             out = relay.feed(raw)
                             if out:
                                 yield out
+                                if pacer is not None and pacer.full:
+                                    await _wait_for_reader(turn, pacer)
                             if relay.failure is not None:
                                 break
                     if relay.failure is not None:
@@ -358,9 +369,14 @@ class TurnRunner:
                     if not relay.watch.done:
                         raise UpstreamDisconnected("upstream stream ended before [DONE]", endpoint=endpoint.name)
         except TimeoutError as exc:
-            if turn.stop.requested:
+            if turn.stop.requested or turn.waiting_for_reader:
                 self._attempt(turn, candidate, attempt.start_s, OutcomeKind.CANCELLED)
-                raise RouterStopping("the router stopped while this turn was streaming") from exc
+                turn.ended_by = (
+                    RouterStopping("the router is stopping and ended this turn before it finished; retry it")
+                    if turn.stop.requested else
+                    ClientTooSlow("the client read nothing of its stream until the turn's deadline")
+                )
+                raise turn.ended_by from exc
             error = UpstreamTimeout("turn deadline reached", endpoint=endpoint.name)
             self._attempt(turn, candidate, attempt.start_s, OutcomeKind.TIMEOUT, error)
             raise error from exc
@@ -411,7 +427,7 @@ class TurnRunner:
             if not walk.after_failure(error):
                 break
         if turn.stop.requested:
-            return _from_stop(turn, started=False)
+            return _ended_by_router(turn, started=False)
         return self._fail(turn)
 
     def _request_body(self, turn: TurnState, codec: ProviderCodec, request: dict[str, Any], endpoint: EndpointConfig, *, stream: bool) -> bytes:
@@ -457,6 +473,11 @@ class TurnRunner:
 
     def _finish(self, turn: TurnState) -> None:
         """The turn's one end: its cache entry and its record."""
+        if turn.pacer is not None and turn.pacer.pauses:
+            turn.notes.append(
+                f"the client read slowly: upstream reads paused {turn.pacer.pauses} times "
+                f"({turn.pacer.limit_bytes} bytes waiting)"
+            )
         if turn.errors and turn.status != "ok":
             last = turn.errors[-1]
             turn.error_detail = f"{last.endpoint}: {getattr(last, 'detail', None) or last.message}"
@@ -469,20 +490,28 @@ class TurnRunner:
         self._emit(turn)
 
 
-def _from_stop(turn: TurnState, *, started: bool):
-    """How a turn the router stopped ends for its client: a 503
-    ``TurnFailure`` before its stream started, else the SSE error event
-    (followed by ``[DONE]``). The record says ``RouterStopping``."""
-    error = RouterStopping(
-        "the router is stopping and ended this turn before it finished; retry it"
-        if started else "the router is stopping; retry the turn"
-    )
+def _ended_by_router(turn: TurnState, *, started: bool):
+    """How a turn the router ended (stopping, or a client that read
+    nothing) ends for its client: a ``TurnFailure`` before its stream
+    started, else the SSE error event (followed by ``[DONE]``). The record
+    names the error (``RouterStopping``, ``ClientTooSlow``)."""
+    error = turn.ended_by or RouterStopping("the router is stopping; retry the turn")
     turn.status, turn.error_type = "error", type(error).__name__
     if started:
         turn.http_status = 200
         return encode_json(error.to_openai())
     turn.http_status = error.http_status
     return TurnFailure(error.http_status, error.to_openai())
+
+
+async def _wait_for_reader(turn: TurnState, pacer: ReadPacer) -> None:
+    """Pause upstream reads until the reader catches up; the turn's
+    deadline still runs (and is told apart: ``turn.waiting_for_reader``)."""
+    turn.waiting_for_reader = True
+    await pacer.wait_for_room()
+    # Not in a ``finally``: a deadline that fires in the wait must still
+    # find the flag set where the runner tells why the turn timed out.
+    turn.waiting_for_reader = False
 
 
 async def _read_to_first_content(chunks: AsyncIterator[bytes], relay) -> bytes:

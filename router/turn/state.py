@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from router.catalog import TurnCost
-from router.errors import UpstreamError
+from router.errors import TurnEndedByRouter, UpstreamError
 from router.outcome import AttemptOutcome, OutcomeKind
 from router.plan_walk import Candidate
 from router.response_cache import CachedTurn
 from router.stream_watch import Usage
+from router.turn.pace import ReadPacer
 from router.turn.stop import TurnStop
 
 __all__ = ["TurnHead", "TurnFailure", "TurnRequest", "TurnState", "new_turn_id"]
@@ -116,6 +117,9 @@ class TurnState:
     lost_race: set[int] = field(default_factory=set)  # attempt indexes cancelled by a hedge's winner
     losers: list[asyncio.Task] = field(default_factory=list)  # their tasks, settled before the record
     stop: TurnStop = field(default_factory=TurnStop)  # the runner's live-turn registry flips it
+    pacer: ReadPacer | None = None  # a streamed turn's bound on what waits for its reader
+    waiting_for_reader: bool = False  # the runner is paused on the pacer right now
+    ended_by: TurnEndedByRouter | None = None  # the router ended it (stopping, or a client that reads nothing)
 
     def lease(self, candidate: Candidate) -> tuple[str, int]:
         return (self.request.turn_id, candidate.index)
