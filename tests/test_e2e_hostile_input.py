@@ -107,3 +107,45 @@ def test_credential_and_routing_fields_are_dropped_with_a_note(client, turn_log_
     notes = " ".join(record["request_notes"])
     assert "api_key" in notes and "base_url" in notes and "extra_headers" in notes
     assert "sk-client-canary-123" not in json.dumps(record, default=str)
+
+
+def _raw_exchange(router: str, payload: bytes) -> bytes:
+    """Send raw bytes to the router's port; what comes back within 10 s."""
+    address = urlsplit(router)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+        sock.sendall(payload)
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+    return received
+
+
+BODY = json.dumps({"model": "voice-fast", "messages": USER}).encode()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(b"\x16\x03\x01\x02\x00garbage that is not HTTP\r\n\r\n", id="garbage"),
+        pytest.param(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: abc\r\n\r\n" + BODY, id="bad-content-length"),
+        pytest.param(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ncontent-length: 9\r\n\r\n" + BODY,
+                     id="two-content-lengths"),
+        pytest.param(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 200_000 + b"\r\n\r\n" + BODY,
+                     id="oversized-header"),
+        pytest.param(b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\nhost: x\r\n\r\n", id="oversized-request-line"),
+    ],
+)
+def test_malformed_http_gets_a_4xx_from_the_front_proxy_and_the_router_keeps_serving(router, client, payload):
+    """Malformed HTTP never reaches the router's code: Serve's HAProxy
+    answers it itself, with its own 4xx page (not OpenAI's error object:
+    Serve does not let the router shape it; README "Hostile input"), and
+    closes the connection. Never a 5xx, never a hang, never a traceback."""
+    answer = _raw_exchange(router, payload)
+    status_line = answer.split(b"\r\n", 1)[0]
+    assert status_line.startswith(b"HTTP/1.") and status_line.split()[1][:1] == b"4", answer[:200]
+    assert b"Traceback" not in answer
+    response = client.post("/v1/chat/completions", json={"model": "voice-fast", "messages": USER})
+    assert response.status_code == 200
