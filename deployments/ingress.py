@@ -330,12 +330,15 @@ class Ingress:
         if chat.model not in self._config.model_groups:
             raise ModelNotFound(f"The model '{chat.model}' does not exist or is not served by this router", param="model")
         has_tools = bool(chat.tools)
-        check_eligible(self._config, chat.model, tags, has_tools=has_tools)  # a clear 400 before any Ray call
+        # A clear 400 before any Ray call (tags, tools, n > 1 on one-choice providers).
+        check_eligible(self._config, chat.model, tags, has_tools=has_tools, choices=chat.choices)
         plan_start = time.perf_counter()
         turn_id = new_turn_id()
         guard = TurnGuard(turn_id, self._leases.add)
         try:
-            plan, reserved = await self._planner.plan(chat.model, tags=tags, has_tools=has_tools, stream=chat.stream, turn_id=turn_id)
+            plan, reserved = await self._planner.plan(
+                chat.model, tags=tags, has_tools=has_tools, choices=chat.choices, stream=chat.stream, turn_id=turn_id
+            )
         except BaseException:
             guard.close()
             raise

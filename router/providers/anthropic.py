@@ -66,6 +66,7 @@ class AnthropicCodec:
 
     name = "anthropic"
     passthrough = False
+    max_choices = 1  # Messages has no n: one message per request
 
     def __init__(
         self,

@@ -87,11 +87,14 @@ class ProviderCodec(Protocol):
 
     ``passthrough``: the provider already streams OpenAI chunks, so the
     caller may forward the upstream bytes unchanged instead of re-encoding
-    the translator's output.
+    the translator's output. ``max_choices``: the largest ``n`` a request
+    may carry (1: the provider returns one choice, and ``request_body``
+    refuses more).
     """
 
     name: str
     passthrough: bool
+    max_choices: int
 
     def path(self, model: str, stream: bool) -> str:
         """The URL path (and query) appended to the endpoint's ``base_url``."""

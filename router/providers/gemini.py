@@ -74,6 +74,11 @@ class GeminiCodec:
 
     name = "gemini"
     passthrough = False
+    # candidateCount is not asked for: the replies are read from candidates[0]
+    # only (``gemini_response``), so n > 1 is served by other endpoints or
+    # refused. Translating several candidates, whole and streamed, is possible
+    # later; a voice turn speaks one answer.
+    max_choices = 1
 
     def __init__(self, *, token_factory: Callable[[], str] = _random_token, clock: Callable[[], float] = time.time):
         self._token_factory = token_factory

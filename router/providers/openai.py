@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from router.errors import UpstreamDisconnected, UpstreamError, UpstreamProtocolError
-from router.openai_wire import upstream_body
+from router.openai_wire import MAX_CHOICES, upstream_body
 from router.providers.base import as_dict, json_or_none, load_json_object, status_error
 from router.sse import DONE_DATA, SSEEvent
 
@@ -25,6 +25,7 @@ class OpenAICodec:
 
     name = "openai"
     passthrough = True
+    max_choices = MAX_CHOICES  # n passes through: the upstream returns every choice
 
     def path(self, model: str, stream: bool) -> str:
         return "/chat/completions"
