@@ -143,11 +143,12 @@ class StreamWatch:
             delta = choice.get("delta") or {}
             if type(delta) is not dict:
                 raise UpstreamProtocolError("upstream stream event has a malformed delta", endpoint=self.endpoint)
+            parts = self.other_choices.setdefault(index, []) if index else self.text_parts
             content = delta.get("content")
             if content:
                 if type(content) is not str:
                     raise UpstreamProtocolError("upstream stream event has non-text content", endpoint=self.endpoint)
-                (self.other_choices.setdefault(index, []) if index else self.text_parts).append(content)
+                parts.append(content)
                 self.saw_content = True
             if delta.get("tool_calls"):
                 self.saw_content = self.saw_tool_calls = True
