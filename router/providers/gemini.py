@@ -107,8 +107,8 @@ class GeminiCodec:
         body.update(_tools(openai_request, notes))
         return encode_body(body), notes
 
-    def parse_response(self, payload: bytes, *, endpoint: str | None = None) -> dict[str, Any]:
-        return parse_generate_response(payload, model=None, created=int(self._clock()),
+    def parse_response(self, payload: bytes, *, endpoint: str | None = None, model: str | None = None) -> dict[str, Any]:
+        return parse_generate_response(payload, model=model, created=int(self._clock()),
                                        new_token=self._token_factory, endpoint=endpoint)
 
     def stream_translator(self, model: str, *, endpoint: str | None = None) -> GeminiStreamTranslator:

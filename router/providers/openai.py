@@ -41,7 +41,7 @@ class OpenAICodec:
             openai_request = {**openai_request, "stream": stream}  # the attempt decides, not the client
         return upstream_body(openai_request, model, stream=stream), []
 
-    def parse_response(self, payload: bytes, *, endpoint: str | None = None) -> dict[str, Any]:
+    def parse_response(self, payload: bytes, *, endpoint: str | None = None, model: str | None = None) -> dict[str, Any]:
         completion = load_json_object(payload, "completion", endpoint)
         choices = completion.get("choices")
         if not isinstance(choices, list):

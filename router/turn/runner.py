@@ -367,7 +367,7 @@ class TurnRunner:
                 async with asyncio.timeout(max(0.0, candidate.deadline_s - start_s)):
                     async with self._transport.open(endpoint, codec, body, candidate.timeouts, stream=False) as response:
                         payload = await self._transport.read(response, endpoint.name)
-                completion = codec.parse_response(payload, endpoint=endpoint.name)
+                completion = codec.parse_response(payload, endpoint=endpoint.name, model=endpoint.model)
                 if not codec.passthrough:
                     payload = json.dumps(completion, separators=(",", ":")).encode()
             except TimeoutError:
