@@ -60,6 +60,7 @@ __all__ = ["Ingress", "ingress_deployment"]
 log = logging.getLogger(__name__)
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+CACHE_TIMEOUT_S = 0.5
 
 # OpenAI APIs clients may try that this router does not serve: a clear 404
 # in OpenAI's format rather than the bare "Not Found" of an unknown path.
@@ -67,7 +68,6 @@ NOT_SERVED = {
     "/v1/completions": "legacy text completions",
     "/v1/embeddings": "embeddings",
 }
-CACHE_TIMEOUT_S = 0.5
 
 api = openai_api()
 

@@ -78,8 +78,8 @@ class ChatRequest(BaseModel):
     temperature: float | int | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    # Choices per turn; OpenAI's own bound. Whether an endpoint can return
-    # more than one is its provider's to say (``router.choices``).
+    # Choices per turn, up to OpenAI's own bound. Whether an endpoint can
+    # return more than one is its provider's to say (``router.providers.max_choices``).
     n: int | None = Field(default=None, ge=1, le=MAX_CHOICES)
     tools: list[dict[str, Any]] | None = None
 
