@@ -254,3 +254,28 @@ def test_the_cache_never_keeps_a_several_choice_turn():
     assert entry_from_chunks(choice_stream([["a"], ["b"]])) is None
     completion = {"choices": [{"index": i, "message": {"content": "x"}, "finish_reason": "stop"} for i in range(2)]}
     assert entry_from_completion(completion) is None
+
+
+PROVIDERS = st.sampled_from(["openai", "anthropic", "gemini"])
+
+
+@settings(max_examples=80, deadline=None)
+@given(own=st.lists(PROVIDERS, min_size=1, max_size=4), fallback=st.lists(PROVIDERS, max_size=3), n=st.integers(1, 4))
+def test_a_plan_holds_only_endpoints_that_return_n_choices_and_exists_iff_the_check_passes(own, fallback, n):
+    groups = {"g": {"strategy": "ordered", "endpoints": [endpoint(f"g{i}", p) for i, p in enumerate(own)]}}
+    if fallback:
+        groups["g"]["fallbacks"] = ["f"]
+        groups["f"] = {"strategy": "ordered", "endpoints": [endpoint(f"f{i}", p) for i, p in enumerate(fallback)]}
+    cfg = parse_config({"model_groups": groups})
+    providers = {f"g{i}": p for i, p in enumerate(own)} | {f"f{i}": p for i, p in enumerate(fallback)}
+    servable = [name for name, p in providers.items() if n == 1 or p == "openai"]
+    try:
+        check_eligible(cfg, "g", choices=n)
+        passed = True
+    except NoEligibleEndpoint as error:
+        passed = False
+        assert error.param == "n"
+    assert passed == bool(servable)
+    if passed:
+        plan = RoutingState(cfg, clock=ManualClock(100.0), rng=random.Random(0)).plan("g", choices=n)
+        assert list(plan.endpoints) == servable  # every one that can, in chain order, and no other
