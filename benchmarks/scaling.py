@@ -157,7 +157,7 @@ async def plans_at(tracker, in_flight: int, duration_s: float) -> dict:
         while time.monotonic() < deadline:
             start = time.perf_counter()
             turn_id = uuid.uuid4().hex
-            plan = await tracker.plan.remote((TRACKER_GROUP, (), False, True, turn_id))  # a PlanRequest
+            plan = await tracker.plan.remote((TRACKER_GROUP, (), False, 1, True, turn_id))  # a PlanRequest
             latencies_s.append(time.perf_counter() - start)
             outcomes.append(AttemptOutcome(plan.endpoints[0], OutcomeKind.OK, TRACKER_TURN_S, ttft_s=TRACKER_TTFT_S,
                                            lease=(turn_id, 0)))

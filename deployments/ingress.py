@@ -1,5 +1,6 @@
-"""The HTTP ingress: OpenAI's ``/v1/chat/completions``, ``/v1/models`` and
-``/health`` on Ray Serve.
+"""The HTTP ingress: OpenAI's ``/v1/chat/completions``, ``/v1/models``
+(and ``/v1/models/{id}``) and ``/health`` on Ray Serve; the OpenAI APIs a
+voice gateway does not serve (``NOT_SERVED``) answer a 404 that says so.
 
 Per turn it validates the request, asks the ``LatencyTracker`` for a plan
 (one actor call), and hands the turn to a provider-caller replica (or, with
@@ -66,6 +67,13 @@ log = logging.getLogger(__name__)
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 CACHE_TIMEOUT_S = 0.5
 
+# OpenAI APIs clients may try that this router does not serve: a clear 404
+# in OpenAI's format rather than the bare "Not Found" of an unknown path.
+NOT_SERVED = {
+    "/v1/completions": "legacy text completions",
+    "/v1/embeddings": "embeddings",
+}
+
 api = openai_api()
 
 
@@ -126,6 +134,15 @@ def _requested_tags(header: str | None, raw: dict, extra: tuple[str, ...] = ()) 
     return tuple(sorted(requested))
 
 
+def _not_served(path: str) -> StarletteHTTPException:
+    """The 404 of an OpenAI API this router does not serve (``NOT_SERVED``)."""
+    return StarletteHTTPException(
+        404,
+        f"{path} ({NOT_SERVED[path]}) is not served: nemo-router is a voice gateway for chat completions;"
+        " use /v1/chat/completions",
+    )
+
+
 def _with_headers(response: Response, headers: dict[str, str]) -> Response:
     response.headers.update(headers)
     return response
@@ -169,6 +186,7 @@ class Ingress:
         self._cache = None
         catalog = load_catalog()
         self._model_cards = [model_card(name, catalog.get(name)) for name in config.model_groups]
+        self._model_cards_by_id = {card["id"]: card for card in self._model_cards}
         self._keystore = None
         self._stopping = False
         self._responding = LiveTurns()  # the turn responses this replica is sending, for a drain
@@ -210,9 +228,31 @@ class Ingress:
         """What this router can serve now, in OpenAI's list format; catalog
         models carry their catalog fields under ``nemo`` (never keys or URLs).
         Needs a client key unless ``auth.open_model_list``."""
+        self._authenticate_model_list(request)
+        return {"object": "list", "data": self._model_cards}
+
+    @api.get("/v1/models/{model_id:path}")
+    async def model(self, model_id: str, request: Request) -> dict:
+        """One model of ``/v1/models`` (the ``openai`` client's
+        ``models.retrieve``), with the same authentication; 404
+        ``model_not_found`` for any other id."""
+        self._authenticate_model_list(request)
+        card = self._model_cards_by_id.get(model_id)
+        if card is None:
+            raise ModelNotFound(f"The model '{model_id[:200]}' does not exist or is not served by this router", param="model")
+        return card
+
+    def _authenticate_model_list(self, request: Request) -> None:
         if not self._config.auth.open_model_list:
             self._keys.authenticate(request.headers.get("authorization"))
-        return {"object": "list", "data": self._model_cards}
+
+    @api.api_route("/v1/completions", methods=["GET", "POST"])
+    async def completions(self) -> Response:
+        raise _not_served("/v1/completions")
+
+    @api.api_route("/v1/embeddings", methods=["GET", "POST"])
+    async def embeddings(self) -> Response:
+        raise _not_served("/v1/embeddings")
 
     @api.get("/v1/metrics")
     async def metrics(self, request: Request) -> dict:
@@ -368,12 +408,15 @@ class Ingress:
         if chat.model not in self._config.model_groups:
             raise ModelNotFound(f"The model '{chat.model}' does not exist or is not served by this router", param="model")
         has_tools = bool(chat.tools)
-        check_eligible(self._config, chat.model, tags, has_tools=has_tools)  # a clear 400 before any Ray call
+        # A clear 400 before any Ray call (tags, tools, n > 1 on one-choice providers).
+        check_eligible(self._config, chat.model, tags, has_tools=has_tools, choices=chat.choices)
         plan_start = time.perf_counter()
         turn_id = new_turn_id()
         guard = TurnGuard(turn_id, self._leases.add)
         try:
-            plan, reserved = await self._planner.plan(chat.model, tags=tags, has_tools=has_tools, stream=chat.stream, turn_id=turn_id)
+            plan, reserved = await self._planner.plan(
+                chat.model, tags=tags, has_tools=has_tools, choices=chat.choices, stream=chat.stream, turn_id=turn_id
+            )
         except BaseException:
             guard.close()
             raise

@@ -62,10 +62,12 @@ class Planner:
             self._tracker = ray.get_actor(options.tracker_name, namespace=options.tracker_namespace)
         return self._tracker
 
-    async def plan(self, group: str, *, tags: tuple[str, ...], has_tools: bool, stream: bool, turn_id: str) -> tuple[AttemptPlan, bool]:
+    async def plan(
+        self, group: str, *, tags: tuple[str, ...], has_tools: bool, stream: bool, turn_id: str, choices: int = 1
+    ) -> tuple[AttemptPlan, bool]:
         """The plan for one turn, and whether the tracker holds the lease of
         its first attempt under ``turn_id`` (False: the caller reports it)."""
-        key = (group, tags, has_tools, stream)
+        key = (group, tags, has_tools, choices, stream)
         snapshots = self._snapshots
         if snapshots is None:
             return await self._ask(key, lease=turn_id)
@@ -83,10 +85,10 @@ class Planner:
         """One call to the tracker, and whether it holds the plan's first
         lease; on failure the last plan or a local one, which holds none
         (the caller reports the turn's first attempt as started instead)."""
-        group, tags, has_tools, stream = key
+        group, tags, has_tools, choices, stream = key
         try:
             async with asyncio.timeout(TRACKER_TIMEOUT_S):
-                plan = await self.tracker().plan.remote((group, tags, has_tools, stream, lease))
+                plan = await self.tracker().plan.remote((group, tags, has_tools, choices, stream, lease))
             self._last_plans[key] = plan
             if self._snapshots is not None:
                 self._snapshots.fetched(key, self._clock())
@@ -100,7 +102,7 @@ class Planner:
             self._tracker = None
         last = self._last_plans.get(key)
         if last is None:
-            last = self._local_state.plan(group, required_tags=tags, has_tools=has_tools, stream=stream)
+            last = self._local_state.plan(group, required_tags=tags, has_tools=has_tools, choices=choices, stream=stream)
         return last, False
 
     async def _refresh_while_used(self) -> None:

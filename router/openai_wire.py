@@ -24,6 +24,7 @@ from router.errors import InvalidRequest
 from router.request_guard import field_path, load_json_body
 
 __all__ = [
+    "MAX_CHOICES",
     "ChatRequest",
     "parse_chat_request",
     "drop_client_overrides",
@@ -43,6 +44,9 @@ ROUTER_FIELDS = frozenset({"nemo_tags", "nemo_cache"})
 # containing "api_key" (openai_api_key, azure_api_key...) counts too.
 CLIENT_OVERRIDE_FIELDS = frozenset({"api_key", "api_base", "base_url", "extra_headers", "proxy"})
 
+MAX_CHOICES = 128
+"""The largest ``n`` accepted (OpenAI's own limit)."""
+
 MAX_REQUEST_ID_CHARS = 128
 _REQUEST_ID = re.compile(rf"[\x21-\x7e]{{1,{MAX_REQUEST_ID_CHARS}}}")
 
@@ -50,6 +54,10 @@ _REQUEST_ID = re.compile(rf"[\x21-\x7e]{{1,{MAX_REQUEST_ID_CHARS}}}")
 class _Message(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    # A string, a list of content parts, or null (an assistant turn that only
+    # called tools); anything else is the client's 400 naming
+    # ``messages[i].content``, as OpenAI answers, not an upstream's.
+    content: str | list[Any] | None = None
 
 
 class _StreamOptions(BaseModel):
@@ -70,12 +78,19 @@ class ChatRequest(BaseModel):
     temperature: float | int | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    n: int | None = Field(default=None, ge=1, le=1)
+    # Choices per turn, up to OpenAI's own bound. Whether an endpoint can
+    # return more than one is its provider's to say (``router.providers.max_choices``).
+    n: int | None = Field(default=None, ge=1, le=MAX_CHOICES)
     tools: list[dict[str, Any]] | None = None
 
     @property
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
+
+    @property
+    def choices(self) -> int:
+        """Choices the client asked for (``n``, 1 when unset)."""
+        return self.n or 1
 
 
 def parse_chat_request(body: bytes) -> tuple[ChatRequest, dict[str, Any]]:

@@ -6,7 +6,8 @@ call per turn; finished attempts come back in batches through ``observe``.
 Planning a turn:
 
 1. Tags: only endpoints carrying every requested tag (and
-   ``function-calling`` if the turn has tools) qualify; none is
+   ``function-calling`` if the turn has tools, and a provider that returns
+   several choices if it asks for ``n > 1``) qualify; none is
    ``NoEligibleEndpoint`` (``router.tags``).
 2. Health: endpoints whose breaker lets a turn through (closed, or
    half-open with its single probe free) are ranked by the group's strategy
@@ -49,14 +50,17 @@ from router.tags import eligible
 __all__ = ["AttemptPlan", "RoutingState", "check_eligible"]
 
 
-def check_eligible(config: RouterConfig, group: str, required_tags: Iterable[str] = (), *, has_tools: bool = False) -> None:
+def check_eligible(
+    config: RouterConfig, group: str, required_tags: Iterable[str] = (), *, has_tools: bool = False, choices: int = 1
+) -> None:
     """Raise ``NoEligibleEndpoint`` unless some endpoint of the group or of
-    its fallback chain carries the required tags (cheap: no state)."""
+    its fallback chain carries the required tags and can return ``choices``
+    choices (cheap: no state)."""
     chain = (group, *config.model_groups[group].fallbacks)
     errors = []
     for name in chain:
         try:
-            if eligible(name, config.model_groups[name].endpoints, required_tags, has_tools=has_tools):
+            if eligible(name, config.model_groups[name].endpoints, required_tags, has_tools=has_tools, choices=choices):
                 return
         except NoEligibleEndpoint as error:
             errors.append(error)
@@ -120,6 +124,7 @@ class RoutingState:
         *,
         required_tags: Iterable[str] = (),
         has_tools: bool = False,
+        choices: int = 1,
         stream: bool = True,
         lease: str | None = None,
     ) -> AttemptPlan:
@@ -133,7 +138,9 @@ class RoutingState:
         of the whole chain (an open breaker is a reason to move down the
         chain), soonest back first. Raises ``ModelNotFound`` for an unknown
         group and ``NoEligibleEndpoint`` when no endpoint of the group (nor of
-        its fallbacks) carries the required tags.
+        its fallbacks) carries the required tags. A turn asking for several
+        ``choices`` is planned on endpoints whose provider returns them only
+        (a group mixing providers skips the others).
         """
         group_config = self._group(group)
         required_tags = tuple(required_tags)  # read once per group of the chain
@@ -143,7 +150,8 @@ class RoutingState:
         first_error: NoEligibleEndpoint | None = None
         for name in (group, *group_config.fallbacks):
             try:
-                candidates = eligible(name, self._config.model_groups[name].endpoints, required_tags, has_tools=has_tools)
+                candidates = eligible(name, self._config.model_groups[name].endpoints, required_tags,
+                                      has_tools=has_tools, choices=choices)
             except NoEligibleEndpoint as error:
                 first_error = first_error or error
                 continue
@@ -167,17 +175,20 @@ class RoutingState:
             endpoints,
             min(group_config.max_attempts, len(endpoints)),
             hedge_after_s=hedge_after_s,
-            request_error_endpoints=self._request_error_endpoints(group_config, required_tags, has_tools, now_s, stream),
+            request_error_endpoints=self._request_error_endpoints(group_config, required_tags, has_tools, choices, now_s, stream),
         )
 
-    def _request_error_endpoints(self, group_config: ModelGroupConfig, required_tags, has_tools: bool, now_s: float, stream: bool) -> tuple[str, ...]:
+    def _request_error_endpoints(
+        self, group_config: ModelGroupConfig, required_tags, has_tools: bool, choices: int, now_s: float, stream: bool
+    ) -> tuple[str, ...]:
         """The declared group for request faults, ranked like any group (its
         tripped endpoints last); empty if none is declared or none qualifies."""
         target = group_config.request_error_fallback
         if target is None:
             return ()
         try:
-            candidates = eligible(target, self._config.model_groups[target].endpoints, required_tags, has_tools=has_tools)
+            candidates = eligible(target, self._config.model_groups[target].endpoints, required_tags,
+                                  has_tools=has_tools, choices=choices)
         except NoEligibleEndpoint:
             return ()
         ready, tripped = self._rank_group(target, candidates, now_s, stream)

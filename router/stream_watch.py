@@ -5,6 +5,11 @@ the tracker need (first content token, usage, finish, [DONE]) and to catch
 malformed events; the bytes themselves are forwarded unchanged. The one
 event it asks to drop is the usage-only chunk the router requested on the
 client's behalf when the client did not ask for usage.
+
+A turn asking for several choices (``n > 1``) streams each choice's chunks
+under its ``index``: the watch keeps the first choice's text apart (the
+text a continuation would splice onto) and the others' beside it, so the
+turn's text (``reply_text``, for a cost estimate) covers every choice.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ class StreamWatch:
 
     __slots__ = (
         "endpoint", "forward_usage", "saw_content", "saw_tool_calls", "done", "usage",
-        "finish_reason", "chunks", "model", "chunk_id", "text_parts",
+        "finish_reason", "chunks", "model", "chunk_id", "text_parts", "other_choices",
     )
 
     def __init__(self, endpoint: str, *, forward_usage: bool):
@@ -62,10 +67,19 @@ class StreamWatch:
         # The content sent so far, kept so a mid-stream failure can be
         # continued elsewhere (one list append per content chunk).
         self.text_parts: list[str] = []
+        # Choice index -> its content so far, for the choices after the first.
+        self.other_choices: dict[int, list[str]] = {}
 
     @property
     def text(self) -> str:
+        """The first choice's content so far."""
         return "".join(self.text_parts)
+
+    @property
+    def reply_text(self) -> str:
+        """Every choice's content, in index order, one per line."""
+        others = ["".join(self.other_choices[i]) for i in sorted(self.other_choices)]
+        return "\n".join([self.text, *others]) if others else self.text
 
     def accept(self, event: SSEEvent) -> bool:
         """Read one raw OpenAI event; ``[DONE]`` is accepted and ends the stream."""
@@ -100,6 +114,9 @@ class StreamWatch:
             # wrong types is the endpoint's protocol error, not a crash.
             if type(choices) is not list or type(choice := choices[0]) is not dict:
                 raise UpstreamProtocolError("upstream stream event has malformed choices", endpoint=self.endpoint)
+            if len(choices) > 1 or choice.get("index"):
+                self._accept_choices(choices)  # n > 1: not the hot path
+                return True
             delta = choice.get("delta") or {}
             if type(delta) is not dict:
                 raise UpstreamProtocolError("upstream stream event has a malformed delta", endpoint=self.endpoint)
@@ -116,3 +133,24 @@ class StreamWatch:
             return True
         # A chunk with no choices is the usage-only chunk.
         return self.forward_usage
+
+    def _accept_choices(self, choices: list) -> None:
+        """A chunk of a several-choice turn: each choice read under its index."""
+        for choice in choices:
+            index = choice.get("index") if type(choice) is dict else None
+            if type(index) is not int or index < 0:
+                raise UpstreamProtocolError("upstream stream event has malformed choices", endpoint=self.endpoint)
+            delta = choice.get("delta") or {}
+            if type(delta) is not dict:
+                raise UpstreamProtocolError("upstream stream event has a malformed delta", endpoint=self.endpoint)
+            parts = self.other_choices.setdefault(index, []) if index else self.text_parts
+            content = delta.get("content")
+            if content:
+                if type(content) is not str:
+                    raise UpstreamProtocolError("upstream stream event has non-text content", endpoint=self.endpoint)
+                parts.append(content)
+                self.saw_content = True
+            if delta.get("tool_calls"):
+                self.saw_content = self.saw_tool_calls = True
+            if choice.get("finish_reason") and (index == 0 or self.finish_reason is None):
+                self.finish_reason = choice["finish_reason"]

@@ -1,11 +1,15 @@
-"""Which endpoints may serve a turn, by tag.
+"""Which endpoints may serve a turn, by tag and by what their provider can
+return.
 
 Endpoints carry tags in config (``function-calling``, ``vision``, ``eu``...).
 A request may ask for tags (header ``x-nemo-tags: eu, vision`` or a body
 field); an endpoint is eligible only if it has every requested tag, and a
-turn that carries ``tools`` also requires ``function-calling``. When no
-endpoint qualifies the turn fails with ``NoEligibleEndpoint`` (400), whose
-message names the missing tag(s).
+turn that carries ``tools`` also requires ``function-calling``. A turn that
+asks for several choices (``n > 1``) also needs a provider that returns
+them (``router.providers.max_choices``: OpenAI-compatible endpoints do,
+Anthropic and Gemini return one). When no endpoint qualifies the turn
+fails with ``NoEligibleEndpoint`` (400), whose message names the missing
+tag(s), or ``n`` when only the choices rule them out.
 
 Tags are lowercase ``[a-z0-9][a-z0-9._:-]*``; requested tags are lowercased
 and stripped, so ``EU`` asks for ``eu``.
@@ -18,6 +22,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 from router.errors import InvalidRequest, NoEligibleEndpoint
+from router.providers import max_choices
 
 __all__ = ["FUNCTION_CALLING", "TAG_PATTERN", "parse_tags", "required_tags", "eligible"]
 
@@ -34,6 +39,9 @@ class _Tagged(Protocol):
 
     @property
     def tags(self) -> Collection[str]: ...
+
+    @property
+    def provider(self) -> str: ...
 
 
 _E = TypeVar("_E", bound=_Tagged)
@@ -81,18 +89,35 @@ def eligible(
     requested: Iterable[str] = (),
     *,
     has_tools: bool = False,
+    choices: int = 1,
 ) -> tuple[_E, ...]:
-    """The endpoints, in their given order, that carry every required tag.
+    """The endpoints, in their given order, that carry every required tag
+    and, for ``choices > 1``, whose provider returns that many choices.
 
     Raises ``NoEligibleEndpoint`` when none does: its ``missing_tags`` are the
     required tags no endpoint of the group has at all, or, when each tag exists
-    somewhere but never all on one endpoint, what the closest endpoint lacks.
+    somewhere but never all on one endpoint, what the closest endpoint lacks;
+    when the tags are met and only the choices rule every endpoint out, its
+    ``param`` is ``n``.
     """
     required = required_tags(requested, has_tools=has_tools)
     chosen = tuple(e for e in endpoints if required <= set(e.tags))
-    if chosen or not endpoints:
-        return chosen
-    raise _no_eligible(group, endpoints, required, has_tools)
+    if not chosen and endpoints:
+        raise _no_eligible(group, endpoints, required, has_tools)
+    if choices > 1:
+        tagged, chosen = chosen, tuple(e for e in chosen if max_choices(e.provider) >= choices)
+        if not chosen and tagged:
+            raise _no_choices(group, tagged, choices)
+    return chosen
+
+
+def _no_choices(group: str, endpoints: Sequence[_Tagged], choices: int) -> NoEligibleEndpoint:
+    providers = ", ".join(sorted({e.provider for e in endpoints}))
+    return NoEligibleEndpoint(
+        f"'n' is {choices}, but no endpoint of model {group!r} can return more than one choice"
+        f" (its {providers} endpoints return one); send n=1, or use a model served by an OpenAI-compatible endpoint",
+        param="n",
+    )
 
 
 def _no_eligible(group: str, endpoints: Sequence[_Tagged], required: frozenset[str], has_tools: bool) -> NoEligibleEndpoint:

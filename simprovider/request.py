@@ -68,6 +68,9 @@ class CompletionRequest:
         asks_for_tool: The last message is a user text containing
             `TOOL_CALL_TEXT`.
         after_tool_result: The last message carries a tool result.
+        choices: OpenAI's `n`: the reply is given that many times, once per
+            choice index, and usage counts every choice (as OpenAI's does).
+            The other formats always answer one.
     """
 
     model: str
@@ -79,6 +82,7 @@ class CompletionRequest:
     tool_name: str | None = None
     asks_for_tool: bool = False
     after_tool_result: bool = False
+    choices: int = 1
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,17 @@ def parse_completion_request(body: bytes) -> CompletionRequest:
         tool_name=_first_tool(payload.get("tools")),
         asks_for_tool=last.get("role") == "user" and TOOL_CALL_TEXT in last_text,
         after_tool_result=last.get("role") == "tool",
+        choices=_choices(payload),
     )
+
+
+def _choices(payload: dict[str, Any]) -> int:
+    n = payload.get("n")
+    if n is None:
+        return 1
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 128:
+        raise InvalidRequest("'n' must be an integer from 1 to 128")
+    return n
 
 
 def _first_tool(tools: Any) -> str | None:
@@ -153,8 +163,9 @@ class ChunkFactory:
 
     Content chunks are the hot path (one per token, up to thousands per
     second under benchmark load), so their constant JSON around the text is
-    encoded once per stream; the bytes are identical to `sse_event` of the
-    full dict, which the tests check.
+    encoded once per stream and choice index; the bytes are identical to
+    `sse_event` of the full dict, which the tests check. Every chunk names
+    its choice's `index` (0 unless the request asked for several, `n`).
     """
 
     def __init__(
@@ -167,10 +178,15 @@ class ChunkFactory:
             "model": model,
         }
         self._include_usage = include_usage
+        self._templates: dict[int, tuple[bytes, bytes]] = {}
+
+    def _template(self, index: int) -> tuple[bytes, bytes]:
         marker = "\x00content\x00"
-        template = self._chunk([_choice({"content": marker}, None)])
+        template = self._chunk([_choice({"content": marker}, None, index)])
         # rpartition: the content comes after every field a client chose.
-        self._content_prefix, _, self._content_suffix = template.rpartition(_compact(marker).encode())
+        prefix, _, suffix = template.rpartition(_compact(marker).encode())
+        self._templates[index] = (prefix, suffix)
+        return prefix, suffix
 
     def _chunk(self, choices: list[dict[str, Any]]) -> bytes:
         payload: dict[str, Any] = {**self._head, "choices": choices}
@@ -178,26 +194,27 @@ class ChunkFactory:
             payload["usage"] = None
         return sse_event(payload)
 
-    def role(self) -> bytes:
-        return self._chunk([_choice({"role": "assistant", "content": ""}, None)])
+    def role(self, index: int = 0) -> bytes:
+        return self._chunk([_choice({"role": "assistant", "content": ""}, None, index)])
 
-    def content(self, text: str) -> bytes:
-        return self._content_prefix + _compact(text).encode() + self._content_suffix
+    def content(self, text: str, index: int = 0) -> bytes:
+        prefix, suffix = self._templates.get(index) or self._template(index)
+        return prefix + _compact(text).encode() + suffix
 
-    def tool_call(self, call: dict[str, Any]) -> bytes:
+    def tool_call(self, call: dict[str, Any], index: int = 0) -> bytes:
         """A chunk carrying one tool-call delta (`index`, then `id`, `function`...)."""
-        return self._chunk([_choice({"tool_calls": [call]}, None)])
+        return self._chunk([_choice({"tool_calls": [call]}, None, index)])
 
-    def finish(self, reason: str = "stop") -> bytes:
-        return self._chunk([_choice({}, reason)])
+    def finish(self, reason: str = "stop", index: int = 0) -> bytes:
+        return self._chunk([_choice({}, reason, index)])
 
     def usage(self, prompt_tokens: int, completion_tokens: int) -> bytes:
         usage = usage_body(prompt_tokens, completion_tokens)
         return sse_event({**self._head, "choices": [], "usage": usage})
 
 
-def _choice(delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
-    return {"index": 0, "delta": delta, "finish_reason": finish_reason}
+def _choice(delta: dict[str, Any], finish_reason: str | None, index: int = 0) -> dict[str, Any]:
+    return {"index": index, "delta": delta, "finish_reason": finish_reason}
 
 
 def completion_body(
@@ -209,23 +226,25 @@ def completion_body(
 
 
 def reply_body(request: CompletionRequest, reply: Reply, completion_id: str, created: int) -> dict[str, Any]:
-    """A whole non-streamed `chat.completion` carrying `reply`."""
-    message: dict[str, Any] = {"role": "assistant", "content": reply.text}
-    if reply.tool_name:
-        message = {"role": "assistant", "content": None, "tool_calls": [_tool_call(reply.tool_name)]}
+    """A whole non-streamed `chat.completion` carrying `reply`, once per
+    choice the request asked for (`n`)."""
+
+    def message() -> dict[str, Any]:
+        if reply.tool_name:
+            return {"role": "assistant", "content": None, "tool_calls": [_tool_call(reply.tool_name)]}
+        return {"role": "assistant", "content": reply.text}
+
+    finish_reason = "tool_calls" if reply.tool_name else "stop"
     return {
         "id": completion_id,
         "object": "chat.completion",
         "created": created,
         "model": request.model,
         "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "finish_reason": "tool_calls" if reply.tool_name else "stop",
-            }
+            {"index": index, "message": message(), "finish_reason": finish_reason}
+            for index in range(request.choices)
         ],
-        "usage": usage_body(request.prompt_tokens, reply.completion_tokens),
+        "usage": usage_body(request.prompt_tokens, reply.completion_tokens * request.choices),
     }
 
 
@@ -245,30 +264,40 @@ def split_arguments(arguments: dict[str, Any]) -> list[str]:
 
 
 class OpenAIStream:
-    """The events of one OpenAI stream, in the order the playback asks for them."""
+    """The events of one OpenAI stream, in the order the playback asks for them.
+
+    With several choices (`n`), each step sends one chunk per choice, in
+    index order, in one write (as OpenAI interleaves them), and the usage
+    counts every choice's tokens."""
 
     malformed = MALFORMED_EVENT
 
     def __init__(self, request: CompletionRequest) -> None:
         self._request = request
+        self._indexes = range(request.choices)
         self._chunks = ChunkFactory(new_completion_id(), int(time.time()), request.model, request.include_usage)
 
     def start(self) -> list[bytes]:
-        return [self._chunks.role()]
+        return [self._chunks.role(i) for i in self._indexes]
 
     def text(self, delta: str) -> bytes:
-        return self._chunks.content(delta)
+        if self._request.choices == 1:
+            return self._chunks.content(delta)
+        return b"".join(self._chunks.content(delta, i) for i in self._indexes)
 
     def tool_call(self, name: str) -> list[bytes]:
-        call = _tool_call(name)
-        head = {"index": 0, "id": call["id"], "type": "function", "function": {"name": name, "arguments": ""}}
-        fragments = [{"index": 0, "function": {"arguments": part}} for part in split_arguments(TOOL_ARGUMENTS)]
-        return [self._chunks.tool_call(delta) for delta in (head, *fragments)]
+        events = []
+        for index in self._indexes:
+            call = _tool_call(name)
+            head = {"index": 0, "id": call["id"], "type": "function", "function": {"name": name, "arguments": ""}}
+            fragments = [{"index": 0, "function": {"arguments": part}} for part in split_arguments(TOOL_ARGUMENTS)]
+            events += [self._chunks.tool_call(delta, index) for delta in (head, *fragments)]
+        return events
 
     def finish(self, reason: str, completion_tokens: int) -> list[bytes]:
-        events = [self._chunks.finish(reason)]
+        events = [self._chunks.finish(reason, i) for i in self._indexes]
         if self._request.include_usage:
-            events.append(self._chunks.usage(self._request.prompt_tokens, completion_tokens))
+            events.append(self._chunks.usage(self._request.prompt_tokens, completion_tokens * self._request.choices))
         return [*events, DONE_EVENT]
 
 

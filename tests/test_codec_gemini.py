@@ -196,7 +196,8 @@ def test_parse_response_with_text_and_function_call(codec):
             "index": 0,
             "message": {"role": "assistant", "content": "Let me check.", "tool_calls": [
                 {"id": "call_t0", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}},
-            ]},
+            ], "refusal": None},
+            "logprobs": None,
             "finish_reason": "tool_calls",
         }],
         "usage": {"prompt_tokens": 40, "completion_tokens": 42, "total_tokens": 82,
@@ -215,7 +216,8 @@ def test_blocked_prompt_is_content_filter(codec):
     blocked = {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 8, "totalTokenCount": 8}}
 
     choice = codec.parse_response(json.dumps(blocked).encode())["choices"][0]
-    assert choice == {"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "content_filter"}
+    assert choice == {"index": 0, "message": {"role": "assistant", "content": "", "refusal": None}, "logprobs": None,
+                      "finish_reason": "content_filter"}
 
 
 @pytest.mark.parametrize(

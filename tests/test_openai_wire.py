@@ -3,6 +3,8 @@
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from router.errors import AllAttemptsFailed, InvalidRequest, UpstreamConnectError, UpstreamStatusError, UpstreamTimeout
 from router.openai_wire import parse_chat_request, upstream_body
@@ -33,6 +35,14 @@ def test_valid_request_keeps_every_openai_field():
         (body(stream="yes"), "invalid_value", "stream"),
         (body(temperature=7), "invalid_value", "temperature"),
         (body(max_tokens="lots"), "invalid_value", "max_tokens"),
+        (body(temperature="hot"), "invalid_value", "temperature"),  # not pydantic's temperature.float
+        (body(n=0), "invalid_value", "n"),
+        (body(stream_options={"include_usage": "yes"}), "invalid_value", "stream_options.include_usage"),
+        (body(messages=[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+                        {"role": "user", "content": 5}]), "invalid_value", "messages[2].content"),
+        (body(messages=[{"role": "user", "content": {"text": "a"}}]), "invalid_value", "messages[0].content"),
+        (body(messages=[{"role": "user", "content": "a"}, {"content": "b"}]), "missing_required_parameter", "messages[1].role"),
+        (body(tools=[1]), "invalid_value", "tools[0]"),
     ],
 )
 def test_bad_requests_raise_invalid_request_naming_the_param(payload, code, param):
@@ -78,3 +88,27 @@ def test_exhausted_chain_error_carries_every_attempt_and_picks_a_status():
     assert AllAttemptsFailed([UpstreamTimeout("t", endpoint="a")]).http_status == 504
     passthrough = AllAttemptsFailed([UpstreamStatusError("bad", status_code=400, endpoint="a")])
     assert passthrough.http_status == 400
+
+
+_BAD_CONTENT = st.one_of(st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.booleans(),
+                         st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
+
+
+@settings(max_examples=80, deadline=None)
+@given(before=st.integers(0, 6), after=st.integers(0, 3), content=_BAD_CONTENT)
+def test_a_bad_content_anywhere_names_its_own_message(before, after, content):
+    """The param is the request's own path, whatever pydantic's location says
+    (``messages.2.content.str``, ``...list[any]``): never a pydantic step."""
+    good = [{"role": "user", "content": "x"}]
+    messages = good * before + [{"role": "user", "content": content}] + good * after
+    with pytest.raises(InvalidRequest) as info:
+        parse_chat_request(body(messages=messages))
+    assert info.value.param == f"messages[{before}].content"
+    assert "str" not in info.value.param and "list[" not in info.value.message
+
+
+@pytest.mark.parametrize("content", [None, "text", [], [{"type": "text", "text": "a"}]])
+def test_content_may_be_a_string_a_list_of_parts_or_null(content):
+    chat, raw = parse_chat_request(body(messages=[{"role": "assistant", "content": content, "tool_calls": []},
+                                                  {"role": "user", "content": "hi"}]))
+    assert raw["messages"][0]["content"] == content

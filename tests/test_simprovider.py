@@ -134,6 +134,39 @@ def test_non_streaming_completion_has_message_and_usage(sim, client):
     assert body["usage"] == {"prompt_tokens": 4, "completion_tokens": 5, "total_tokens": 9}
 
 
+def test_n_streams_every_choice_under_its_index_and_usage_counts_them_all(sim, client):
+    _, events = stream_events(
+        client, sim.base_url("quick") + "/chat/completions", n=3, stream_options={"include_usage": True}
+    )
+
+    chunks = [json.loads(e) for e in events[:-1]]
+    texts: dict[int, str] = {}
+    finishes: dict[int, str] = {}
+    for chunk in chunks[:-1]:
+        (choice,) = chunk["choices"]
+        texts[choice["index"]] = texts.get(choice["index"], "") + (choice["delta"].get("content") or "")
+        if choice["finish_reason"]:
+            finishes[choice["index"]] = choice["finish_reason"]
+    assert texts == {0: numbered(5), 1: numbered(5), 2: numbered(5)}
+    assert finishes == {0: "stop", 1: "stop", 2: "stop"}
+    assert chunks[-1]["usage"] == {"prompt_tokens": 4, "completion_tokens": 15, "total_tokens": 19}
+
+
+def test_n_gives_a_whole_completion_one_choice_per_index(sim, client):
+    body = client.post(sim.base_url("quick") + "/chat/completions", json=chat_body(stream=False, n=2)).json()
+
+    assert [c["index"] for c in body["choices"]] == [0, 1]
+    assert {c["message"]["content"] for c in body["choices"]} == {numbered(5)}
+    assert body["usage"]["completion_tokens"] == 10
+
+
+@pytest.mark.parametrize("n", [0, "2", 1.5, True, 129])
+def test_a_bad_n_is_400(sim, client, n):
+    response = client.post(sim.base_url("quick") + "/chat/completions", json=chat_body(stream=False, n=n))
+
+    assert response.status_code == 400
+
+
 def test_plain_v1_path_is_the_default_profile(sim, client):
     response = client.post(sim.url + "/v1/chat/completions", json=chat_body(stream=False))
 
@@ -386,3 +419,5 @@ def test_content_chunk_template_matches_plain_encoding(include_usage, text):
         expected["usage"] = None
 
     assert chunks.content(text) == sse_event(expected)
+    expected["choices"][0]["index"] = 2
+    assert chunks.content(text, 2) == sse_event(expected)

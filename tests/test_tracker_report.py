@@ -20,7 +20,7 @@ def in_flight(t, name):
 
 def test_a_snapshot_turn_is_in_flight_from_its_start_until_its_outcome():
     t = tracker()
-    assert t.plan(("g", (), False, True, None)).endpoints[0] == "a"
+    assert t.plan(("g", (), False, 1, True, None)).endpoints[0] == "a"
     assert in_flight(t, "a") == 0  # ranking only
     t.report([AttemptStarted("a", ("t1", 0))])
     assert in_flight(t, "a") == 1
@@ -37,7 +37,7 @@ def test_start_and_outcome_in_one_batch_balance():
 
 def test_a_fallback_attempt_is_counted_from_its_start_and_released_by_its_outcome():
     t = tracker()
-    t.plan(("g", (), False, True, "t1"))  # holds (t1, 0) at a
+    t.plan(("g", (), False, 1, True, "t1"))  # holds (t1, 0) at a
     t.report([AttemptOutcome("a", OutcomeKind.UPSTREAM_ERROR, 0.01, http_status=503, lease=("t1", 0)),
               AttemptStarted("b", ("t1", 1))])
     assert in_flight(t, "a") == 0 and in_flight(t, "b") == 1
@@ -48,7 +48,7 @@ def test_a_fallback_attempt_is_counted_from_its_start_and_released_by_its_outcom
 
 def test_a_turn_closed_by_the_ingress_releases_what_a_lost_caller_held():
     t = tracker()
-    t.plan(("g", (), False, True, "t1"))
+    t.plan(("g", (), False, 1, True, "t1"))
     t.report([AttemptStarted("b", ("t1", 1))])  # the caller hedged, then died
     t.report([TurnClosed("t1")])  # the ingress's channel
     assert in_flight(t, "a") == 0 and in_flight(t, "b") == 0
@@ -59,8 +59,8 @@ def test_a_turn_closed_by_the_ingress_releases_what_a_lost_caller_held():
 
 def test_an_outcome_racing_the_close_releases_once():
     t = tracker()
-    t.plan(("g", (), False, True, "t1"))
-    t.plan(("g", (), False, True, "t2"))
+    t.plan(("g", (), False, 1, True, "t1"))
+    t.plan(("g", (), False, 1, True, "t2"))
     assert in_flight(t, "a") == 2
     t.report([TurnClosed("t1"), TurnClosed("t1")])
     t.report([AttemptOutcome("a", OutcomeKind.CANCELLED, 0.1, lease=("t1", 0))])

@@ -10,7 +10,8 @@ shared codec of a provider name as written in config:
     gemini      Google Gemini generateContent
 
 Codecs hold no per-turn state (each stream gets its own translator), so
-one instance per provider serves every turn.
+one instance per provider serves every turn. ``max_choices(provider)`` says
+how many choices (``n``) one request to it can return.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "TranslatedStream",
     "chunk_event",
     "codec_for",
+    "max_choices",
 ]
 
 _CODECS: dict[str, ProviderCodec] = {
@@ -50,3 +52,10 @@ def codec_for(provider: str) -> ProviderCodec:
         return _CODECS[provider]
     except KeyError:
         raise ValueError(f"unknown provider '{provider}' (known: {', '.join(PROVIDERS)})") from None
+
+
+def max_choices(provider: str) -> int:
+    """The largest ``n`` one request to ``provider`` can be answered with:
+    OpenAI-compatible upstreams take ``n`` as it comes, Anthropic and Gemini
+    return one choice (see ``router.providers.openai_request``)."""
+    return codec_for(provider).max_choices

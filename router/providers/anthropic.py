@@ -66,6 +66,7 @@ class AnthropicCodec:
 
     name = "anthropic"
     passthrough = False
+    max_choices = 1  # Messages has no n: one message per request
 
     def __init__(
         self,
@@ -109,8 +110,9 @@ class AnthropicCodec:
                 return int(request[key])
         return self.default_max_tokens
 
-    def parse_response(self, payload: bytes, *, endpoint: str | None = None) -> dict[str, Any]:
-        return parse_message(payload, created=int(self._clock()), fallback_id=f"chatcmpl-{self._token_factory()}", endpoint=endpoint)
+    def parse_response(self, payload: bytes, *, endpoint: str | None = None, model: str | None = None) -> dict[str, Any]:
+        return parse_message(payload, created=int(self._clock()), fallback_id=f"chatcmpl-{self._token_factory()}",
+                             endpoint=endpoint, model=model)
 
     def stream_translator(self, model: str, *, endpoint: str | None = None) -> AnthropicStreamTranslator:
         return AnthropicStreamTranslator(model, f"chatcmpl-{self._token_factory()}", int(self._clock()), endpoint=endpoint)

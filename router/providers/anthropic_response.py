@@ -33,7 +33,7 @@ from typing import Any
 
 from router.errors import UpstreamDisconnected, UpstreamProtocolError, UpstreamStatusError
 from router.providers.base import as_dict, as_str, dict_or_empty, json_or_none, load_json_object, status_error, token_count
-from router.providers.chunks import ChunkBuilder, usage_dict
+from router.providers.chunks import ChunkBuilder, completion_choice, usage_dict
 from router.sse import SSEEvent
 
 __all__ = ["AnthropicStreamTranslator", "classify_error", "parse_message"]
@@ -99,8 +99,11 @@ def _finish_reason(stop_reason: Any, endpoint: str | None) -> str:
     return FINISH_REASONS.get(as_str(stop_reason, "stop_reason", endpoint), "stop")
 
 
-def parse_message(payload: bytes, *, created: int, fallback_id: str, endpoint: str | None) -> dict[str, Any]:
-    """A Messages reply as an OpenAI ``chat.completion``."""
+def parse_message(
+    payload: bytes, *, created: int, fallback_id: str, endpoint: str | None, model: str | None = None
+) -> dict[str, Any]:
+    """A Messages reply as an OpenAI ``chat.completion`` (``model``: the
+    endpoint's, when the reply names none)."""
     data = load_json_object(payload, "message", endpoint)
     content = data.get("content")
     if data.get("type") != "message" or not isinstance(content, list):
@@ -115,8 +118,8 @@ def parse_message(payload: bytes, *, created: int, fallback_id: str, endpoint: s
         "id": as_str(data.get("id"), "message id", endpoint) or fallback_id,
         "object": "chat.completion",
         "created": created,
-        "model": as_str(data.get("model"), "message model", endpoint),
-        "choices": [{"index": 0, "message": message, "finish_reason": _finish_reason(data.get("stop_reason"), endpoint)}],
+        "model": as_str(data.get("model"), "message model", endpoint) or model,
+        "choices": [completion_choice(message, _finish_reason(data.get("stop_reason"), endpoint))],
         "usage": _usage(dict_or_empty(data.get("usage"))),
     }
 

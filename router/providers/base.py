@@ -14,7 +14,7 @@ One attempt at one endpoint, from the caller's side::
     # non-2xx reply:
     raise codec.error_from_status(status, body, retry_after, endpoint=name)
     # 2xx, stream=False:
-    completion = codec.parse_response(payload, endpoint=name)   # chat.completion dict
+    completion = codec.parse_response(payload, endpoint=name, model=endpoint.model)  # chat.completion dict
     # 2xx, stream=True: one translator per attempt
     translator = codec.stream_translator(endpoint.model, endpoint=name)
     for event in decoder.feed(raw): chunks = translator.feed(event)
@@ -87,11 +87,14 @@ class ProviderCodec(Protocol):
 
     ``passthrough``: the provider already streams OpenAI chunks, so the
     caller may forward the upstream bytes unchanged instead of re-encoding
-    the translator's output.
+    the translator's output. ``max_choices``: the largest ``n`` a request
+    may carry (1: the provider returns one choice, and ``request_body``
+    refuses more).
     """
 
     name: str
     passthrough: bool
+    max_choices: int
 
     def path(self, model: str, stream: bool) -> str:
         """The URL path (and query) appended to the endpoint's ``base_url``."""
@@ -109,8 +112,10 @@ class ProviderCodec(Protocol):
         """
         ...
 
-    def parse_response(self, payload: bytes, *, endpoint: str | None = None) -> dict[str, Any]:
-        """A non-streamed reply as an OpenAI ``chat.completion`` dict."""
+    def parse_response(self, payload: bytes, *, endpoint: str | None = None, model: str | None = None) -> dict[str, Any]:
+        """A non-streamed reply as an OpenAI ``chat.completion`` dict;
+        ``model`` (the endpoint's upstream model) names it when the reply
+        does not (a passthrough codec returns the reply as sent)."""
         ...
 
     def stream_translator(self, model: str, *, endpoint: str | None = None) -> StreamTranslator:

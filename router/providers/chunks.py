@@ -2,8 +2,10 @@
 
 ``ChunkBuilder`` makes the chunks a translator returns, all sharing one
 id, creation time and model, shaped exactly like OpenAI's (one choice at
-index 0, ``finish_reason`` null until the end, a usage-only chunk with
-``choices: []`` last). ``TranslatedStream`` wraps a translator for the
+index 0, ``logprobs`` and ``finish_reason`` null until the end, a
+usage-only chunk with ``choices: []`` last). ``system_fingerprint`` is left
+out: no translated provider has an equivalent, and OpenAI's own types make
+it optional. ``TranslatedStream`` wraps a translator for the
 caller: provider SSE events in, OpenAI SSE events out, ``[DONE]`` last, so
 the rest of the stream path (``StreamWatch``, the client) sees an OpenAI
 stream whatever the provider. ``MessageAssembler`` folds chunks back into
@@ -20,7 +22,7 @@ from typing import Any
 from router.providers.base import StreamTranslator
 from router.sse import DONE_DATA, DONE_EVENT, SSEEvent
 
-__all__ = ["ChunkBuilder", "MessageAssembler", "TranslatedStream", "chunk_event", "usage_dict"]
+__all__ = ["ChunkBuilder", "MessageAssembler", "TranslatedStream", "chunk_event", "completion_choice", "usage_dict"]
 
 
 def usage_dict(
@@ -44,6 +46,13 @@ def usage_dict(
     return usage
 
 
+def completion_choice(message: dict[str, Any], finish_reason: str) -> dict[str, Any]:
+    """The one choice of a translated ``chat.completion``, with the null
+    fields OpenAI always sends (``refusal``; ``logprobs``, which a translated
+    provider never returns: ``logprobs`` requests are refused)."""
+    return {"index": 0, "message": {**message, "refusal": None}, "logprobs": None, "finish_reason": finish_reason}
+
+
 class ChunkBuilder:
     """The chunks of one streamed completion. ``id`` and ``model`` may be
     replaced once the provider names them (e.g. Anthropic's ``message_start``)."""
@@ -61,7 +70,7 @@ class ChunkBuilder:
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
         }
 
     def role(self) -> dict[str, Any]:

@@ -74,6 +74,11 @@ class GeminiCodec:
 
     name = "gemini"
     passthrough = False
+    # candidateCount is not asked for: the replies are read from candidates[0]
+    # only (``gemini_response``), so n > 1 is served by other endpoints or
+    # refused. Translating several candidates, whole and streamed, is possible
+    # later; a voice turn speaks one answer.
+    max_choices = 1
 
     def __init__(self, *, token_factory: Callable[[], str] = _random_token, clock: Callable[[], float] = time.time):
         self._token_factory = token_factory
@@ -102,8 +107,8 @@ class GeminiCodec:
         body.update(_tools(openai_request, notes))
         return encode_body(body), notes
 
-    def parse_response(self, payload: bytes, *, endpoint: str | None = None) -> dict[str, Any]:
-        return parse_generate_response(payload, model=None, created=int(self._clock()),
+    def parse_response(self, payload: bytes, *, endpoint: str | None = None, model: str | None = None) -> dict[str, Any]:
+        return parse_generate_response(payload, model=model, created=int(self._clock()),
                                        new_token=self._token_factory, endpoint=endpoint)
 
     def stream_translator(self, model: str, *, endpoint: str | None = None) -> GeminiStreamTranslator:

@@ -40,7 +40,7 @@ from router.providers.base import (
     status_error,
     token_count,
 )
-from router.providers.chunks import ChunkBuilder, usage_dict
+from router.providers.chunks import ChunkBuilder, completion_choice, usage_dict
 from router.sse import SSEEvent
 
 __all__ = ["GeminiStreamTranslator", "classify_error", "parse_generate_response"]
@@ -169,7 +169,7 @@ def parse_generate_response(
         "object": "chat.completion",
         "created": created,
         "model": as_str(data.get("modelVersion"), "modelVersion", endpoint) or model,
-        "choices": [{"index": 0, "message": message, "finish_reason": _finish_reason(raw_finish or "STOP", bool(tool_calls))}],
+        "choices": [completion_choice(message, _finish_reason(raw_finish or "STOP", bool(tool_calls)))],
         "usage": _usage(dict_or_empty(data.get("usageMetadata"))),
     }
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from router.errors import UpstreamDisconnected, UpstreamError, UpstreamProtocolError
-from router.openai_wire import upstream_body
+from router.openai_wire import MAX_CHOICES, upstream_body
 from router.providers.base import as_dict, json_or_none, load_json_object, status_error
 from router.sse import DONE_DATA, SSEEvent
 
@@ -25,6 +25,7 @@ class OpenAICodec:
 
     name = "openai"
     passthrough = True
+    max_choices = MAX_CHOICES  # n passes through: the upstream returns every choice
 
     def path(self, model: str, stream: bool) -> str:
         return "/chat/completions"
@@ -40,7 +41,7 @@ class OpenAICodec:
             openai_request = {**openai_request, "stream": stream}  # the attempt decides, not the client
         return upstream_body(openai_request, model, stream=stream), []
 
-    def parse_response(self, payload: bytes, *, endpoint: str | None = None) -> dict[str, Any]:
+    def parse_response(self, payload: bytes, *, endpoint: str | None = None, model: str | None = None) -> dict[str, Any]:
         completion = load_json_object(payload, "completion", endpoint)
         choices = completion.get("choices")
         if not isinstance(choices, list):

@@ -20,8 +20,8 @@ __all__ = ["resume_point"]
 
 def resume_point(forwarded: Iterable[bytes]) -> Resume | None:
     """The text and chunk id the client was handed; None when the turn
-    cannot be carried over (the stream was complete, or it was a tool call,
-    which a continuation cannot splice)."""
+    cannot be carried over (the stream was complete, or it was a tool call
+    or had several choices, which a continuation cannot splice)."""
     decoder = SSEDecoder()
     parts: list[str] = []
     chunk_id: str | None = None
@@ -35,7 +35,7 @@ def resume_point(forwarded: Iterable[bytes]) -> Resume | None:
             chunk_id = chunk_id or chunk.get("id")
             for choice in chunk.get("choices") or ():
                 delta = choice.get("delta") or {}
-                if delta.get("tool_calls"):
+                if delta.get("tool_calls") or choice.get("index"):
                     return None
                 if delta.get("content"):
                     parts.append(delta["content"])

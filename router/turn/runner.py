@@ -20,7 +20,9 @@ the stream's bytes, unchanged from upstream except for the usage-only chunk
 the client did not ask for. Before the first byte is forwarded a failed attempt
 just moves on; after it, the group's ``midstream`` policy either carries the
 turn over to the next endpoint (spliced, ``ContinuationRelay``) or ends the
-stream with an SSE error event.
+stream with an SSE error event. A turn with several choices (``n > 1``) is
+never carried over: a continuation splices one text, and the client is
+already reading several; it ends with the error event.
 """
 
 from __future__ import annotations
@@ -213,13 +215,14 @@ class TurnRunner:
             except (UpstreamError, TurnEndedByRouter):
                 chunk_id = chunk_id or attempt.relay.watch.chunk_id
                 sent_text = (sent_text or "") + attempt.relay.forwarded_text
-                if group.midstream == "error" or attempt.relay.watch.saw_tool_calls:
+                if group.midstream == "error" or attempt.relay.watch.saw_tool_calls or turn.request.choices > 1:
                     break
                 continue
             finally:
                 await forward.aclose()  # closes the upstream connection now, not at GC
-            turn.usage, turn.status, turn.http_status = attempt.relay.watch.usage, "ok", 200
-            turn.text = (sent_text or "") + attempt.relay.forwarded_text
+            watch = attempt.relay.watch
+            turn.usage, turn.status, turn.http_status = watch.usage, "ok", 200
+            turn.text = watch.reply_text if turn.request.choices > 1 else (sent_text or "") + attempt.relay.forwarded_text
             return
         if turn.ended_by is not None or turn.stop.requested:
             yield _ended_by_router(turn, started=sent_text is not None)
@@ -401,7 +404,7 @@ class TurnRunner:
                     with turn.stop.watching(deadline):
                         async with self._transport.open(endpoint, codec, body, candidate.timeouts, stream=False) as response:
                             payload = await self._transport.read(response, endpoint.name)
-                completion = codec.parse_response(payload, endpoint=endpoint.name)
+                completion = codec.parse_response(payload, endpoint=endpoint.name, model=endpoint.model)
                 if not codec.passthrough:
                     payload = json.dumps(completion, separators=(",", ":")).encode()
             except TimeoutError:
@@ -532,8 +535,13 @@ async def _read_to_first_content(chunks: AsyncIterator[bytes], relay) -> bytes:
 
 
 def _completion_text(completion: dict[str, Any]) -> str:
-    choices = completion.get("choices") or [{}]
-    return (choices[0].get("message") or {}).get("content") or ""
+    """Every choice's content, one per line (one choice unless ``n > 1``)."""
+    texts = []
+    for choice in completion.get("choices") or ():
+        message = choice.get("message") if isinstance(choice, dict) else None
+        content = message.get("content") if isinstance(message, dict) else None
+        texts.append(content if isinstance(content, str) else "")
+    return "\n".join(texts)
 
 
 async def _as_openai_sse(chunks: AsyncIterator[bytes], translator) -> AsyncIterator[bytes]:

@@ -86,6 +86,12 @@ class TurnRequest:
     resume: Resume | None = None  # carried over mid-stream from a caller that died
     notes: tuple[str, ...] = ()  # what the ingress changed in the request (dropped client fields)
 
+    @property
+    def choices(self) -> int:
+        """Choices the client asked for (``n``, validated by the ingress; 1 when unset)."""
+        n = self.body.get("n")
+        return n if type(n) is int and n > 1 else 1
+
 
 @dataclass(slots=True)
 class TurnState:
