@@ -83,6 +83,9 @@ class TurnRequest:
     turn_id: str = field(default_factory=new_turn_id)  # the key of the turn's leases
     resume: Resume | None = None  # carried over mid-stream from a caller that died
     notes: tuple[str, ...] = ()  # what the ingress changed in the request (dropped client fields)
+    conversation_id: str | None = None  # the call this turn belongs to (``router.conversation``)
+    conversation_turn: int | None = None  # its index there, 1-based (None: unknown)
+    affinity: str | None = None  # what cache-warm affinity did (``router.affinity``)
 
 
 @dataclass(slots=True)
