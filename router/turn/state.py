@@ -129,6 +129,7 @@ class TurnState:
         error: UpstreamError | None = None,
         *,
         ttft_s: float | None = None,
+        cached_tokens: int | None = None,
     ) -> AttemptOutcome:
         """One attempt ended: kept for the turn record, returned for the tracker."""
         http_status = getattr(error, "status_code", None) if error else (200 if kind is OutcomeKind.OK else None)
@@ -142,6 +143,7 @@ class TurnState:
             http_status=http_status,
             retry_after_s=getattr(error, "retry_after_s", None),
             lease=self.lease(candidate),
+            cached_tokens=cached_tokens,
         )
         self.outcomes.append(outcome)
         return outcome
