@@ -68,6 +68,10 @@ class CompletionRequest:
         asks_for_tool: The last message is a user text containing
             `TOOL_CALL_TEXT`.
         after_tool_result: The last message carries a tool result.
+        prefixes: The request's message prefixes with their prompt tokens,
+            for the profile's prefix cache (`prefix_cache`; OpenAI format only).
+        cached_tokens: Prompt tokens the profile's prefix cache served, or
+            None when the profile keeps no prefix cache (then usage says nothing).
     """
 
     model: str
@@ -79,6 +83,8 @@ class CompletionRequest:
     tool_name: str | None = None
     asks_for_tool: bool = False
     after_tool_result: bool = False
+    prefixes: tuple[tuple[str, int], ...] = ()
+    cached_tokens: int | None = None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import secrets
 import time
 from typing import Any
 
+from .prefix_cache import message_prefixes
 from .request import (
     TOOL_ARGUMENTS,
     TOOL_CALL_TEXT,
@@ -89,6 +90,7 @@ def parse_completion_request(body: bytes) -> CompletionRequest:
         tool_name=_first_tool(payload.get("tools")),
         asks_for_tool=last.get("role") == "user" and TOOL_CALL_TEXT in last_text,
         after_tool_result=last.get("role") == "tool",
+        prefixes=message_prefixes(messages, lambda m: word_count(_text(m))),
     )
 
 
@@ -128,12 +130,15 @@ def new_completion_id() -> str:
     return f"chatcmpl-sim-{secrets.token_hex(12)}"
 
 
-def usage_body(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {
+def usage_body(prompt_tokens: int, completion_tokens: int, cached_tokens: int | None = None) -> dict[str, Any]:
+    usage: dict[str, Any] = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     }
+    if cached_tokens is not None:  # a profile with a prefix cache reports it, as OpenAI does
+        usage["prompt_tokens_details"] = {"cached_tokens": cached_tokens}
+    return usage
 
 
 def _compact(value: Any) -> str:
@@ -191,8 +196,8 @@ class ChunkFactory:
     def finish(self, reason: str = "stop") -> bytes:
         return self._chunk([_choice({}, reason)])
 
-    def usage(self, prompt_tokens: int, completion_tokens: int) -> bytes:
-        usage = usage_body(prompt_tokens, completion_tokens)
+    def usage(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int | None = None) -> bytes:
+        usage = usage_body(prompt_tokens, completion_tokens, cached_tokens)
         return sse_event({**self._head, "choices": [], "usage": usage})
 
 
@@ -225,7 +230,7 @@ def reply_body(request: CompletionRequest, reply: Reply, completion_id: str, cre
                 "finish_reason": "tool_calls" if reply.tool_name else "stop",
             }
         ],
-        "usage": usage_body(request.prompt_tokens, reply.completion_tokens),
+        "usage": usage_body(request.prompt_tokens, reply.completion_tokens, request.cached_tokens),
     }
 
 
@@ -268,7 +273,7 @@ class OpenAIStream:
     def finish(self, reason: str, completion_tokens: int) -> list[bytes]:
         events = [self._chunks.finish(reason)]
         if self._request.include_usage:
-            events.append(self._chunks.usage(self._request.prompt_tokens, completion_tokens))
+            events.append(self._chunks.usage(self._request.prompt_tokens, completion_tokens, self._request.cached_tokens))
         return [*events, DONE_EVENT]
 
 
