@@ -5,6 +5,7 @@ slow (simulated endpoints change speed at run time)."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -17,6 +18,8 @@ pytestmark = pytest.mark.ray
 
 MARGIN_S = 0.3
 PROFILES = {"conv-a": {"ttft_ms": 40, "token_interval_ms": 1, "tokens": 4}, "conv-b": {"ttft_ms": 40, "token_interval_ms": 1, "tokens": 4}}
+# A catalog model (priced) whose endpoint keeps a prompt-prefix cache.
+PRICED = {"ttft_ms": 40, "token_interval_ms": 1, "tokens": 4, "prefix_cache_ttl_s": 60, "warm_ttft_factor": 0.5}
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +31,7 @@ def conv_router(router, simulator, tmp_path_factory):
 
     for profile, behavior in PROFILES.items():
         simulator.set_behavior(profile, **behavior)
+    simulator.set_behavior("conv-priced", **PRICED)
     turn_log = tmp_path_factory.mktemp("conv-turnlog")
     endpoints = [{"name": p, "base_url": simulator.base_url(p), "model": "sim-model"} for p in PROFILES]
     config = parse_config(
@@ -38,7 +42,8 @@ def conv_router(router, simulator, tmp_path_factory):
                     "latency": {"explore_share": 0.0},
                     "affinity": {"margin_s": MARGIN_S},
                     "endpoints": endpoints,
-                }
+                },
+                "gpt-4o-mini": {"endpoints": [{"name": "catalog:gpt-4o-mini", "base_url": simulator.base_url("conv-priced"), "model": "sim-model"}]},
             },
             "turn_log": {"sink": "local", "path": str(turn_log), "flush_interval_s": 0.3},
             "deployments": {"tracker_name": "nemo-tracker-conv", "ingress_replicas": 2, "report_interval_s": 0.05},
@@ -79,7 +84,7 @@ def test_ids_from_the_header_and_the_body_land_in_the_turn_log(conv_router):
         stream = client.chat.completions.with_raw_response.create(
             model="conv", messages=[{"role": "user", "content": "hi"}], stream=True, extra_headers=headers, **kwargs
         )
-        assert stream.headers.get("x-nemo-conversation-id") or name == "none"
+        assert stream.headers["x-nemo-conversation-id"]
         text = "".join(c.choices[0].delta.content or "" for c in stream.parse() if c.choices)
         assert text == "w1 w2 w3 w4"
         ids[name] = request_id
@@ -127,3 +132,23 @@ def test_affinity_keeps_a_call_on_its_endpoint_and_moves_it_when_that_endpoint_t
         simulator.set_behavior(pinned, **PROFILES[pinned])
     rows = wait_for_records(turn_log, {r.request_id for r in kept})
     assert {r["affinity"] for r in rows.values()} == {"pinned"}
+
+
+def test_a_warm_prompt_reports_cached_tokens_and_is_priced_at_the_cached_input_price(conv_router):
+    from router.catalog import load_catalog, turn_cost_usd
+
+    url, turn_log = conv_router
+    call = {"x-nemo-conversation-id": f"call-cost-{uuid.uuid4().hex[:8]}"}
+    history = [{"role": "user", "content": f"hello there {uuid.uuid4().hex}"}]
+    first = turn(url, call, model="gpt-4o-mini", messages=history, stream_options={"include_usage": True})
+    history += [{"role": "assistant", "content": "w1 w2 w3 w4"}, {"role": "user", "content": "and then"}]
+    second = turn(url, call, model="gpt-4o-mini", messages=history, stream_options={"include_usage": True})
+    usage = json.loads([line for line in second.text.splitlines() if line.startswith("data: {") and '"usage":{' in line][-1][6:])["usage"]
+    assert usage["prompt_tokens_details"]["cached_tokens"] == 3  # the first message, seen by this endpoint
+    rows = wait_for_records(turn_log, {first.request_id, second.request_id})
+    warm = rows[second.request_id]
+    assert rows[first.request_id]["cached_tokens"] == 0 and warm["cached_tokens"] == 3
+    price = load_catalog().get("gpt-4o-mini").price
+    expected = turn_cost_usd(price, usage["prompt_tokens"], usage["completion_tokens"], cached_tokens=3)
+    assert warm["cost_usd"] == pytest.approx(expected)
+    assert expected < turn_cost_usd(price, usage["prompt_tokens"], usage["completion_tokens"])

@@ -30,7 +30,7 @@ def turn(request_id: str, seconds_ago: float, **fields) -> TurnRecord:
 def call_turns() -> list[TurnRecord]:
     return [
         turn("c1-1", 50, conversation_id="call-1", conversation_turn=1, ttft_s=0.20, affinity="no pin", cost_usd=0.001),
-        turn("c1-3", 30, conversation_id="call-1", conversation_turn=3, ttft_s=0.90, endpoint="ep-b", fallback_count=1,
+        turn("c1-3", 30, conversation_id="call-1", conversation_turn=3, ttft_s=0.90, endpoint="ep-b", fallback_count=1, cached_tokens=8,
              affinity="slower by 400 ms: left ep-a", cost_usd=0.002),
         turn("c1-2", 40, conversation_id="call-1", conversation_turn=2, ttft_s=0.10, affinity="pinned", cost_usd=0.0005),
         turn("c2-1", 20, conversation_id="call-2", conversation_turn=1, ttft_s=0.05),
@@ -42,7 +42,7 @@ def call_turns() -> list[TurnRecord]:
 def test_the_columns_round_trip_and_older_files_read_with_nulls(tmp_path):
     LocalParquetSink(tmp_path, "new").write(call_turns())
     # A file written before the conversation columns existed, in the same partition.
-    old_schema = pa.schema([f for f in TURN_LOG_SCHEMA if f.name not in ("conversation_id", "conversation_turn", "affinity")])
+    old_schema = pa.schema([f for f in TURN_LOG_SCHEMA if f.name not in ("conversation_id", "conversation_turn", "affinity", "cached_tokens")])
     old = records_to_table([turn("old", 1)]).select([f.name for f in old_schema])
     ds.write_dataset(old, tmp_path, format="parquet", partitioning=["dt", "hour"], partitioning_flavor="hive",
                      basename_template="old-{i}.parquet", existing_data_behavior="overwrite_or_ignore")
@@ -50,6 +50,7 @@ def test_the_columns_round_trip_and_older_files_read_with_nulls(tmp_path):
     assert rows["c1-3"]["conversation_id"] == "call-1" and rows["c1-3"]["conversation_turn"] == 3
     assert rows["c1-3"]["affinity"] == "slower by 400 ms: left ep-a"
     assert rows["old"]["conversation_id"] is None and rows["old"]["conversation_turn"] is None
+    assert rows["old"]["cached_tokens"] is None and rows["c1-3"]["cached_tokens"] == 8
     assert rows["lone"]["conversation_id"] is None
 
 
@@ -80,7 +81,8 @@ def test_report_prints_one_call_turn_by_turn(tmp_path, capsys):
     assert [cells[1] for cells in body] == ["1", "2", "3"]  # in turn order, whatever the file order
     third = body[2]
     assert third[2] == "ep-b" and third[3] == "900.0" and third[4] == "500.0" and third[5:7] == ["10", "5"]
-    assert third[7] == "0.002000" and third[8] == "1" and third[9] == "ok"
+    assert third[7] == "8" and third[8] == "0.002000" and third[9] == "1" and third[10] == "ok"
+    assert body[0][7] == "-"  # no cached tokens reported
     assert "slower by 400 ms: left ep-a" in lines[4]
 
 

@@ -5,8 +5,8 @@
 
 "When a call feels slow, you need the turn." ``conversation_turns`` lists
 one call's turns in order (turn index, then start time): time (UTC), the
-turn index, endpoint, TTFT and total in ms, prompt and completion tokens,
-cost, fallbacks, status and what affinity did. ``conversation_summaries``
+turn index, endpoint, TTFT and total in ms, prompt, completion and cached
+prompt tokens, cost, fallbacks, status and what affinity did. ``conversation_summaries``
 gives, per call, its turns, errors, TTFT p50 and p99 (nearest rank, as in
 ``report``), the slowest turn by TTFT (its index and TTFT) and the call's
 cost. Turns that named no conversation are left out.
@@ -44,6 +44,7 @@ def _turn(row: dict[str, Any]) -> dict[str, Any]:
         "total_ms": _ms(row["total_s"]),
         "prompt_tokens": row["prompt_tokens"],
         "completion_tokens": row["completion_tokens"],
+        "cached_tokens": row.get("cached_tokens"),
         "cost_usd": row.get("cost_usd"),
         "fallbacks": row["fallback_count"],
         "status": row["status"],
@@ -92,6 +93,7 @@ _TURN_COLUMNS = [  # (key, header, format)
     ("total_ms", "total ms", "{:.1f}"),
     ("prompt_tokens", "prompt tok", "{:d}"),
     ("completion_tokens", "completion tok", "{:d}"),
+    ("cached_tokens", "cached tok", "{:d}"),
     ("cost_usd", "cost usd", "{:.6f}"),
     ("fallbacks", "fallbacks", "{:d}"),
     ("status", "status", "{}"),
