@@ -82,6 +82,7 @@ def _turn_attributes(record: TurnRecord) -> dict[str, Any]:
         "total_tokens": record.total_tokens,
         "fallback_count": record.fallback_count,
         "api_key_id": record.api_key_id,
+        "cached_tokens": record.cached_tokens,
         "conversation_id": record.conversation_id,
         "conversation_turn": record.conversation_turn,
         "affinity": record.affinity,

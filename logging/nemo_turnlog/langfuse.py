@@ -72,6 +72,7 @@ def _metadata(record: TurnRecord) -> dict[str, Any]:
         "ttft_s": record.ttft_s,
         "total_s": record.total_s,
         "api_key_id": record.api_key_id,
+        "cached_tokens": record.cached_tokens,
         "conversation_id": record.conversation_id,
         "conversation_turn": record.conversation_turn,
         "affinity": record.affinity,
