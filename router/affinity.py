@@ -17,10 +17,12 @@ Here the pin yields:
 - the margin is ``affinity.margin_s`` if set, else the pinned endpoint's
   measured cold-minus-warm TTFT (``EndpointState.warm_gain_s``) when it has
   both kinds of samples, else ``affinity.default_margin_s`` (0.1 s).
-- a pin is set by the turn's successful attempt (so a turn that failed
-  over, even mid-stream, leaves its conversation pinned where it finished:
-  the cache is warm there now) and lives ``ttl_s`` (default 300 s, the
-  usual provider cache lifetime) after that turn.
+- a pin is set when a turn is planned (to the plan's first endpoint, where
+  the prompt goes first, so even a turn right behind it sees the pin), and
+  set again by the turn's successful attempt when its outcome arrives (so
+  a turn that failed over, even mid-stream, leaves its conversation pinned
+  where it finished: the cache is warm there now). It lives ``ttl_s``
+  (default 300 s, the usual provider cache lifetime) after that turn.
 - pins are per model group, API key and conversation id; at most
   ``max_pins`` per group (least recently set evicted first).
 
@@ -111,6 +113,13 @@ class Pins:
 
     def pin(self, key: PinKey, endpoint: str) -> None:
         self._table.put(key, endpoint, self._clock())
+
+    def per_endpoint(self) -> dict[str, int]:
+        """How many live pins point at each endpoint (O(pins): for reports)."""
+        counts: dict[str, int] = {}
+        for endpoint in self._table.values(self._clock()):
+            counts[endpoint] = counts.get(endpoint, 0) + 1
+        return counts
 
     def margin_s(self, measured_gain_s: float | None) -> float:
         """The break-away margin: configured, else measured, else the default."""

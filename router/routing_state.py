@@ -23,8 +23,9 @@ Planning a turn:
    it (``AttemptPlan.conversation_turn``), and, if the group keeps
    affinity, the endpoint that served the conversation's last turn goes
    first unless it is unhealthy or slower than the best by more than the
-   margin (``router.affinity``). The turn's successful attempt pins the
-   conversation to its endpoint when its outcome arrives.
+   margin (``router.affinity``). The plan pins the conversation to its
+   first endpoint; the turn's successful attempt pins it to the endpoint
+   that served, when its outcome arrives.
 
 Turns in flight are leases (``router.pending``), and this object owns them
 all. The invariant: a lease is held at most once and released at most once.
@@ -194,6 +195,7 @@ class RoutingState:
         if lease is not None:
             self._hold(first, (lease, 0), now_s)
             if pins is not None:
+                pins.pin(conversation[:2], first.name)
                 self._pinning.put(lease, (group, conversation[:2]), now_s)
         hedge_after_s = None
         if stream and group_config.hedge is not None and len(endpoints) > 1:
@@ -316,8 +318,13 @@ class RoutingState:
     def snapshot(self) -> dict[str, dict]:
         """Per endpoint: group, strategy, score (the group strategy's, for a
         streaming turn; lower is better), in_flight, breaker state, TTFT and
-        total-time estimates, recent TTFT p50/p99, counters. Seconds."""
+        total-time estimates, recent TTFT p50/p99, counters, the warm-cache
+        gain and the conversations pinned to it. Seconds."""
         now_s = self._clock()
+        pinned: dict[str, int] = {}
+        for pins in self._pins.values():  # a group's pins may point into a fallback group
+            for endpoint, count in pins.per_endpoint().items():
+                pinned[endpoint] = pinned.get(endpoint, 0) + count
         result: dict[str, dict] = {}
         for name, state in self._endpoints.items():
             self._expire(state, now_s)
@@ -327,6 +334,7 @@ class RoutingState:
                 "strategy": strategy.name,
                 "score": strategy.score(state.load(now_s)),
                 "oldest_pending_s": state.pending.oldest_age_s(now_s),
+                "pinned_conversations": pinned.get(name, 0),
             }
         return result
 

@@ -54,6 +54,11 @@ class TtlTable(Generic[V]):
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
 
+    def values(self, now_s: float) -> list[V]:
+        """Every live value, oldest first (O(n): for reports, not turns)."""
+        self._drop_expired(now_s)
+        return [value for _, value in self._entries.values()]
+
     def pop(self, key: Hashable) -> V | None:
         entry = self._entries.pop(key, None)
         return None if entry is None else entry[1]

@@ -265,3 +265,17 @@ def test_property_pins_bounded_unhealthy_never_preferred_and_slow_pins_move(hist
             clock.advance(op[1])
         assert len(state._pins["g"]) <= 4
         assert state.in_flight() == 0
+
+
+def test_the_plan_pins_at_once_and_the_served_endpoint_re_pins_when_its_outcome_arrives():
+    state, clock = make_state(affinity={"margin_s": 10})
+    warm_up(Driver(state, clock), {"ep-a": 0.05, "ep-b": 0.10, "ep-c": 0.30})
+    first = state.plan("g", lease="t1", conversation=("k", "call", None))
+    right_behind = state.plan("g", lease="t2", conversation=("k", "call", None))  # before t1's outcome
+    assert right_behind.affinity == "pinned" and right_behind.endpoints[0] == first.endpoints[0]
+    assert state.snapshot()[first.endpoints[0]]["pinned_conversations"] == 1
+    served = first.endpoints[1]  # t1 failed over and finished elsewhere
+    state.report([AttemptOutcome(served, OutcomeKind.OK, 0.2, ttft_s=0.1, lease=("t1", 1))])
+    assert state.plan("g", conversation=("k", "call", None)).endpoints[0] == served
+    assert state.snapshot()[served]["pinned_conversations"] == 1
+    assert sum(s["pinned_conversations"] for s in state.snapshot().values()) == 1
