@@ -73,15 +73,15 @@ def first_token_and_usage(sim: SimulatorProcess, profile: str, messages: list) -
 def test_a_resent_conversation_is_warm_on_its_profile_only(sim):
     warm, other = f"p{uuid.uuid4().hex[:6]}", f"p{uuid.uuid4().hex[:6]}"
     for name in (warm, other):
-        sim.set_behavior(name, ttft_ms=800, token_interval_ms=1, tokens=2, prefix_cache_ttl_s=60, warm_ttft_factor=0.05)
+        sim.set_behavior(name, ttft_ms=1500, token_interval_ms=1, tokens=2, prefix_cache_ttl_s=60, warm_ttft_factor=0.02)
     cold_s, usage = first_token_and_usage(sim, warm, HISTORY[:1])
-    assert usage["prompt_tokens_details"] == {"cached_tokens": 0} and cold_s >= 0.78
+    assert usage["prompt_tokens_details"] == {"cached_tokens": 0} and cold_s >= 1.48
     grown = [*HISTORY, {"role": "user", "content": "and again"}]
     warm_s, usage = first_token_and_usage(sim, warm, grown)
     assert usage["prompt_tokens"] == 7 and usage["prompt_tokens_details"] == {"cached_tokens": 3}
-    assert warm_s < 0.4  # 800 ms x 0.05, with room for a loaded machine
+    assert warm_s < 0.75  # 1500 ms x 0.02, with room for a loaded machine (the full suite on 2 cores)
     elsewhere_s, usage = first_token_and_usage(sim, other, grown)
-    assert usage["prompt_tokens_details"] == {"cached_tokens": 0} and elsewhere_s >= 0.78
+    assert usage["prompt_tokens_details"] == {"cached_tokens": 0} and elsewhere_s >= 1.48
 
 
 def test_a_profile_without_a_cache_reports_no_cached_tokens(sim):
