@@ -54,8 +54,11 @@ def get_or_create_cache_actor(config: RouterConfig) -> "ray.actor.ActorHandle":
     return named_actor(ResponseCacheActor, CACHE_ACTOR_NAME, config.deployments.tracker_namespace, config.cache)
 
 
-def cache_hit_record(entry: CachedTurn, chat, request_id: str, received_at: float, api_key_id: str | None, tags) -> TurnRecord:
-    """The turn-log record of a turn answered from the cache (no attempts, no cost)."""
+def cache_hit_record(
+    entry: CachedTurn, chat, request_id: str, received_at: float, api_key_id: str | None, tags, conversation_id: str | None = None
+) -> TurnRecord:
+    """The turn-log record of a turn answered from the cache (no attempts, no
+    cost; no turn index: the tracker, which counts turns, is not asked)."""
     usage = entry.usage or {}
     return TurnRecord(
         request_id=request_id,
@@ -77,4 +80,5 @@ def cache_hit_record(entry: CachedTurn, chat, request_id: str, received_at: floa
         tags=list(tags),
         cost_usd=0.0,
         cache_hit=True,
+        conversation_id=conversation_id,
     )

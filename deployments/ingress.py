@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from router.catalog import load_catalog, model_card
 from router.config import RouterConfig
+from router.conversation import CONVERSATION_HEADER, CONVERSATION_TURN_HEADER, Conversation, conversation_of
 from router.keys import KeyInfo, KeyRing, RateLimited
 from nemo_turnlog.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from router.errors import (
@@ -125,7 +126,12 @@ def _turn_headers(turn: TurnRequest, head: TurnHead, plan_s: float, first_item_s
         f"plan;dur={plan_s * 1000:.2f}, dispatch;dur={dispatch_s * 1000:.2f}, "
         f"upstream;dur={head.upstream_ttft_s * 1000:.2f}, relay;dur={relay_s * 1000:.2f}"
     )
-    return {"x-nemo-endpoint": head.endpoint, "x-nemo-provider": head.provider, "server-timing": timing}
+    headers = {"x-nemo-endpoint": head.endpoint, "x-nemo-provider": head.provider, "server-timing": timing}
+    if turn.conversation_id is not None:
+        headers[CONVERSATION_HEADER] = turn.conversation_id
+        if turn.conversation_turn is not None:
+            headers[CONVERSATION_TURN_HEADER] = str(turn.conversation_turn)
+    return headers
 
 
 def _requested_tags(header: str | None, raw: dict, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -166,7 +172,9 @@ def _handle_body(body: dict, stream: bool) -> tuple:
     except (RecursionError, ValueError, TypeError) as exc:
         raise InvalidRequest(f"the request body cannot be read as JSON ({type(exc).__name__})") from None
     chat, raw = parse_chat_request(encoded)
-    return chat, raw, tuple(drop_client_overrides(raw))
+    notes = tuple(drop_client_overrides(raw))
+    conversation, conversation_notes = conversation_of(None, None, raw)
+    return chat, raw, notes + tuple(conversation_notes), conversation
 
 
 @serve.ingress(api)
@@ -296,14 +304,20 @@ class Ingress:
         body = await self._read_body(request)
         chat, raw = parse_chat_request(body)
         notes = tuple(drop_client_overrides(raw))  # before the cache key and anything upstream
+        conversation, conversation_notes = conversation_of(
+            request.headers.get(CONVERSATION_HEADER), request.headers.get(CONVERSATION_TURN_HEADER), raw
+        )
+        notes += tuple(conversation_notes)
         self._keys.authorize(key, chat.model)
         await self._admit(key)
         tags = _requested_tags(request.headers.get("x-nemo-tags"), raw)
         request_id = _request_id(request)
         ck, cached = await self._cache_lookup(raw, tags, key)
         if cached is not None:
-            return self._replay(cached, chat, raw, request_id, received_at, key, tags)
-        turn, plan_s, guard = await self._prepare(chat, raw, tags, request_id, received_at, key.key_id, cache_key=ck, notes=notes)
+            return self._replay(cached, chat, request_id, received_at, key, tags, conversation)
+        turn, plan_s, guard = await self._prepare(
+            chat, raw, tags, request_id, received_at, key.key_id, cache_key=ck, notes=notes, conversation=conversation
+        )
         cache_header = {"x-nemo-cache": "miss" if ck else "bypass"}
         if chat.stream:
             return _with_headers(await self._stream(turn, plan_s, guard), cache_header)
@@ -334,11 +348,12 @@ class Ingress:
             self._cache = None
             return ck, None
 
-    def _replay(self, entry: CachedTurn, chat, raw: dict, request_id: str, received_at: float, key: KeyInfo, tags) -> Response:
+    def _replay(self, entry: CachedTurn, chat, request_id: str, received_at: float, key: KeyInfo, tags, conversation) -> Response:
         """Answer from the cache, and log the turn as a cache hit."""
         completion_id = f"chatcmpl-cache-{uuid.uuid4().hex[:24]}"
         headers = {"x-nemo-cache": "hit", "x-nemo-endpoint": entry.endpoint or "cache"}
-        self._dispatch.record(cache_hit_record(entry, chat, request_id, received_at, key.key_id, tags))
+        conversation_id = conversation.id if conversation is not None else None
+        self._dispatch.record(cache_hit_record(entry, chat, request_id, received_at, key.key_id, tags, conversation_id))
         if chat.stream:
             pieces = replay_sse(entry, chat.include_usage, completion_id=completion_id)
             return StreamingResponse(iter(pieces), media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
@@ -353,8 +368,10 @@ class Ingress:
 
     async def chat(self, body: dict, *, tags: tuple[str, ...] = (), request_id: str | None = None) -> dict:
         self._refuse_if_stopping()
-        chat, raw, notes = _handle_body(body, stream=False)
-        turn, _, guard = await self._prepare(chat, raw, _requested_tags(None, raw, tags), request_id or _new_request_id(), time.time(), notes=notes)
+        chat, raw, notes, conversation = _handle_body(body, stream=False)
+        turn, _, guard = await self._prepare(
+            chat, raw, _requested_tags(None, raw, tags), request_id or _new_request_id(), time.time(), notes=notes, conversation=conversation
+        )
         result = await self._complete_once(turn, guard)
         if isinstance(result, TurnFailure):
             raise TurnFailed(result.http_status, result.error)
@@ -362,8 +379,10 @@ class Ingress:
 
     async def chat_stream(self, body: dict, *, tags: tuple[str, ...] = (), request_id: str | None = None):
         self._refuse_if_stopping()
-        chat, raw, notes = _handle_body(body, stream=True)
-        turn, _, guard = await self._prepare(chat, raw, _requested_tags(None, raw, tags), request_id or _new_request_id(), time.time(), notes=notes)
+        chat, raw, notes, conversation = _handle_body(body, stream=True)
+        turn, _, guard = await self._prepare(
+            chat, raw, _requested_tags(None, raw, tags), request_id or _new_request_id(), time.time(), notes=notes, conversation=conversation
+        )
         head, pieces = await self._open_stream(turn, guard)
         if isinstance(head, TurnFailure):
             raise TurnFailed(head.http_status, head.error)
@@ -401,6 +420,7 @@ class Ingress:
         api_key_id: str | None = None,
         cache_key: str | None = None,
         notes: tuple[str, ...] = (),
+        conversation: Conversation | None = None,
     ) -> tuple[TurnRequest, float, TurnGuard]:
         """Validate the model and tags, plan with the tracker: the turn to
         run, and the ingress's guard on its leases (made before the plan is
@@ -414,8 +434,10 @@ class Ingress:
         turn_id = new_turn_id()
         guard = TurnGuard(turn_id, self._leases.add)
         try:
+            ref = (api_key_id, conversation.id, conversation.client_turn) if conversation is not None else None
             plan, reserved = await self._planner.plan(
-                chat.model, tags=tags, has_tools=has_tools, choices=chat.choices, stream=chat.stream, turn_id=turn_id
+                chat.model, tags=tags, has_tools=has_tools, choices=chat.choices, stream=chat.stream, turn_id=turn_id,
+                conversation=ref,
             )
         except BaseException:
             guard.close()
@@ -439,6 +461,9 @@ class Ingress:
             reserved=reserved,
             turn_id=turn_id,
             notes=notes,
+            conversation_id=conversation.id if conversation is not None else None,
+            conversation_turn=plan.conversation_turn,
+            affinity=plan.affinity,
         )
         return turn, plan_s, guard
 

@@ -15,6 +15,11 @@ next. A snapshot-planned turn is counted in flight by its caller
 (``AttemptStarted``), on the same ordered channel as its outcome, so the
 counts always balance.
 
+A turn that names a conversation always asks the tracker (in either mode):
+its turn is counted there and its endpoint affinity lives there, so a plan
+shared by other turns cannot serve it. Such a plan is not kept as the last
+plan for its kind of turn (it is ordered for one conversation).
+
 Either way, if the tracker is unreachable the replica reuses the tracker's
 last plan for that kind of turn (or plans from configuration alone), so no
 turn fails because of it. Such a plan holds no lease (the local state never
@@ -24,6 +29,7 @@ counts anything in flight), so its caller reports every attempt it starts.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 
@@ -33,7 +39,7 @@ from ray.exceptions import RayError, RayTaskError
 from router.config import RouterConfig
 from router.errors import RouterError
 from router.plan_snapshots import SnapshotSchedule
-from router.routing_state import AttemptPlan, RoutingState
+from router.routing_state import AttemptPlan, ConversationRef, RoutingState
 
 __all__ = ["Planner", "TRACKER_TIMEOUT_S"]
 
@@ -63,14 +69,24 @@ class Planner:
         return self._tracker
 
     async def plan(
-        self, group: str, *, tags: tuple[str, ...], has_tools: bool, stream: bool, turn_id: str, choices: int = 1
+        self,
+        group: str,
+        *,
+        tags: tuple[str, ...],
+        has_tools: bool,
+        stream: bool,
+        turn_id: str,
+        choices: int = 1,
+        conversation: ConversationRef | None = None,
     ) -> tuple[AttemptPlan, bool]:
         """The plan for one turn, and whether the tracker holds the lease of
-        its first attempt under ``turn_id`` (False: the caller reports it)."""
+        its first attempt under ``turn_id`` (False: the caller reports it).
+        Without the tracker, a conversation's turn index is the client's or
+        None (the count lives in the tracker)."""
         key = (group, tags, has_tools, choices, stream)
         snapshots = self._snapshots
-        if snapshots is None:
-            return await self._ask(key, lease=turn_id)
+        if snapshots is None or conversation is not None:
+            return await self._ask(key, lease=turn_id, conversation=conversation)
         now_s = self._clock()
         if snapshots.warm(key, now_s):
             snapshots.used(key, now_s)
@@ -81,14 +97,16 @@ class Planner:
             self._refresher = asyncio.ensure_future(self._refresh_while_used())
         return plan
 
-    async def _ask(self, key: tuple, *, lease: str | None) -> tuple[AttemptPlan, bool]:
+    async def _ask(self, key: tuple, *, lease: str | None, conversation: ConversationRef | None = None) -> tuple[AttemptPlan, bool]:
         """One call to the tracker, and whether it holds the plan's first
         lease; on failure the last plan or a local one, which holds none
         (the caller reports the turn's first attempt as started instead)."""
         group, tags, has_tools, choices, stream = key
         try:
             async with asyncio.timeout(TRACKER_TIMEOUT_S):
-                plan = await self.tracker().plan.remote((group, tags, has_tools, choices, stream, lease))
+                plan = await self.tracker().plan.remote((group, tags, has_tools, choices, stream, lease, conversation))
+            if conversation is not None:
+                return plan, lease is not None
             self._last_plans[key] = plan
             if self._snapshots is not None:
                 self._snapshots.fetched(key, self._clock())
@@ -103,6 +121,8 @@ class Planner:
         last = self._last_plans.get(key)
         if last is None:
             last = self._local_state.plan(group, required_tags=tags, has_tools=has_tools, choices=choices, stream=stream)
+        if conversation is not None and conversation[2] is not None:
+            last = dataclasses.replace(last, conversation_turn=conversation[2])
         return last, False
 
     async def _refresh_while_used(self) -> None:

@@ -11,7 +11,7 @@ import ray
 
 from router.config import RouterConfig
 from router.outcome import LeaseEvent, OutcomeKind
-from router.routing_state import AttemptPlan, RoutingState
+from router.routing_state import AttemptPlan, ConversationRef, RoutingState
 from deployments.named_actor import named_actor
 
 __all__ = ["LatencyTracker", "PlanRequest", "get_or_create_tracker"]
@@ -20,7 +20,7 @@ __all__ = ["LatencyTracker", "PlanRequest", "get_or_create_tracker"]
 # on its own, and a plain tuple of plain values is its cheapest case. Measured
 # here from asyncio, per call p50: five keyword arguments 1.75 to 2.5 ms, one
 # plain tuple 1.2 to 1.4 ms, a NamedTuple 3.2 ms or more (pickled).
-PlanRequest = tuple[str, tuple[str, ...], bool, int, bool, str | None]
+PlanRequest = tuple[str, tuple[str, ...], bool, int, bool, str | None, ConversationRef | None]
 
 
 class LatencyTracker:
@@ -29,10 +29,14 @@ class LatencyTracker:
 
     def plan(self, request: PlanRequest) -> AttemptPlan:
         """``request``: ``(group, required_tags, has_tools, choices, stream,
-        lease)`` (see ``RoutingState.plan``; ``lease`` is the turn's id, or None)."""
-        group, required_tags, has_tools, choices, stream, lease = request
-        return self._state.plan(group, required_tags=required_tags, has_tools=has_tools, choices=choices,
-                                stream=stream, lease=lease)
+        lease, conversation)`` (see ``RoutingState.plan``; ``lease`` is the
+        turn's id, or None; ``conversation`` its ``(api_key_id,
+        conversation_id, client_turn)``, or None)."""
+        group, required_tags, has_tools, choices, stream, lease, conversation = request
+        return self._state.plan(
+            group, required_tags=required_tags, has_tools=has_tools, choices=choices, stream=stream,
+            lease=lease, conversation=conversation,
+        )
 
     def report(self, events: list[LeaseEvent]) -> None:
         """A caller's or an ingress's batch, in the order things happened

@@ -42,4 +42,8 @@ def turn_record(turn: TurnState) -> TurnRecord:
         hedged=turn.hedged,
         request_notes=list(turn.notes),
         error_detail=turn.error_detail,
+        cached_tokens=usage.cached_tokens if usage else None,
+        conversation_id=turn.request.conversation_id,
+        conversation_turn=turn.request.conversation_turn,
+        affinity=turn.request.affinity,
     )

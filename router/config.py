@@ -17,10 +17,12 @@ Shape::
                   cooldown_s, max_cooldown_s}
         health_check: {enabled, interval_s, timeout_s}
         hedge: {delay_s, min_delay_s, max_share}      # optional
+        affinity: {enabled, ttl_s, margin_s, default_margin_s, max_pins}
         fallbacks: [other groups]; request_error_fallback: group
         endpoints:
           - {name, provider, base_url, model, api_key_env, tags, weight}
     turn_log:     {sink: local, path, flush_interval_s, flush_max_records}
+    conversations: {max_tracked, idle_ttl_s}
     deployments:  {ingress_replicas, caller_replicas, ...}
 """
 
@@ -35,6 +37,7 @@ import yaml
 from pydantic import Field, StringConstraints, ValidationError, model_validator
 
 from router.config_base import Frozen as _Frozen
+from router.config_conversations import AffinityConfig, ConversationsConfig
 from router.config_observability import (
     AlertRuleConfig,
     DatadogExportConfig,
@@ -57,6 +60,8 @@ __all__ = [
     "BreakerConfig",
     "HealthCheckConfig",
     "HedgeConfig",
+    "AffinityConfig",
+    "ConversationsConfig",
     "ModelGroupConfig",
     "ServerConfig",
     "TurnLogConfig",
@@ -241,6 +246,8 @@ class ModelGroupConfig(_Frozen):
     request_error_fallback: str | None = None
     # Hedged first token (None: off).
     hedge: HedgeConfig | None = None
+    # Cache-warm routing for turns that name a conversation (router.affinity).
+    affinity: AffinityConfig = AffinityConfig()
     latency: LatencyConfig = LatencyConfig()
     breaker: BreakerConfig = BreakerConfig()
     health_check: HealthCheckConfig = HealthCheckConfig()
@@ -314,6 +321,8 @@ class RouterConfig(_Frozen):
     # Identical requests answered from memory (one actor, shared by every
     # ingress replica); ``nemo_cache: false`` in a request skips it.
     cache: CacheConfig = CacheConfig()
+    # The turn counter per conversation, in the tracker (router.conversation).
+    conversations: ConversationsConfig = ConversationsConfig()
 
     @model_validator(mode="after")
     def _globally_unique_endpoints(self) -> "RouterConfig":

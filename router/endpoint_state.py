@@ -25,9 +25,25 @@ __all__ = ["EndpointState", "RECENT_TTFTS", "PENDING_SLACK_S"]
 RECENT_TTFTS = 256
 """How many recent TTFTs the p50/p99 shown by ``/v1/routing`` are taken over."""
 
+WARM_SAMPLES = 3
+"""Samples of each kind (warm and cold) before ``warm_gain_s`` is trusted."""
+
 PENDING_SLACK_S = 5.0
 """Seconds past a group's ``total_s`` after which an unreported turn is
 forgotten (outcomes normally arrive within ``report_interval_s``)."""
+
+
+@dataclass(slots=True)
+class _Mean:
+    """An exponentially weighted mean (weight 0.2 on the newest sample)
+    and how many samples it has seen."""
+
+    value: float = 0.0
+    samples: int = 0
+
+    def observe(self, sample: float) -> None:
+        self.samples += 1
+        self.value = sample if self.samples == 1 else self.value + 0.2 * (sample - self.value)
 
 
 @dataclass(slots=True)
@@ -71,6 +87,8 @@ class EndpointState:
         self.recent_ttfts: deque[float] = deque(maxlen=RECENT_TTFTS)
         self.outcomes: dict[str, int] = {}
         self._counters = _Counters()
+        self._warm_ttft = _Mean()  # turns whose prompt the provider found in its cache
+        self._cold_ttft = _Mean()
 
     # -- events ---------------------------------------------------------
 
@@ -92,6 +110,8 @@ class EndpointState:
         if outcome.ttft_s is not None:
             self.ttft.observe(outcome.ttft_s)
             self.recent_ttfts.append(outcome.ttft_s)
+            if kind is OutcomeKind.OK and outcome.cached_tokens is not None:
+                (self._warm_ttft if outcome.cached_tokens > 0 else self._cold_ttft).observe(outcome.ttft_s)
         if kind.counts_against_health:
             penalty_s = max(outcome.duration_s, self.failure_penalty_s)
             self.ttft.observe(penalty_s)
@@ -133,6 +153,15 @@ class EndpointState:
             sample_age_s=min(ages) if ages else None,
         )
 
+    def warm_gain_s(self) -> float | None:
+        """How much sooner a turn whose prompt is cached here starts than one
+        that is not (mean cold minus mean warm TTFT, at least 0), once both
+        kinds have ``WARM_SAMPLES`` samples; else None."""
+        warm, cold = self._warm_ttft, self._cold_ttft
+        if warm.samples < WARM_SAMPLES or cold.samples < WARM_SAMPLES:
+            return None
+        return max(0.0, cold.value - warm.value)
+
     def summary(self) -> dict:
         counters = self._counters
         ordered = sorted(self.recent_ttfts)
@@ -144,6 +173,7 @@ class EndpointState:
             "total_s": self.total.value(),
             "ttft_p50_s": _nearest_rank(ordered, 0.50),
             "ttft_p99_s": _nearest_rank(ordered, 0.99),
+            "warm_gain_s": self.warm_gain_s(),
             "turns": counters.turns,
             "failures": counters.failures,
             "last_ttft_s": counters.last_ttft_s,

@@ -25,7 +25,8 @@ class AttemptOutcome:
     own start (not the turn's, so a fallback's TTFT does not include the
     attempts before it); ``ttft_s`` is None when no content token arrived.
     ``retry_after_s`` comes from a 429/503 reply. ``lease``: the slot in
-    flight this outcome releases (None: none was held, e.g. a simulation)."""
+    flight this outcome releases (None: none was held, e.g. a simulation).
+    ``cached_tokens``: prompt tokens the provider reports as cached."""
 
     endpoint: str
     kind: OutcomeKind
@@ -34,6 +35,9 @@ class AttemptOutcome:
     http_status: int | None = None
     retry_after_s: float | None = None
     lease: LeaseKey | None = None
+    # Prompt tokens the provider served from its prefix cache (None: not
+    # reported): tells warm samples from cold ones (``EndpointState.warm_gain_s``).
+    cached_tokens: int | None = None
 
 
 @dataclass(slots=True, frozen=True)

@@ -20,6 +20,14 @@ Planning a turn:
    without waiting for a report, and the age of its oldest pending turn is
    live signal (``EndpointLoad.lateness_s``).
 
+4. Given a conversation (``router.conversation``), the turn is counted in
+   it (``AttemptPlan.conversation_turn``), and, if the group keeps
+   affinity, the endpoint that served the conversation's last turn goes
+   first unless it is unhealthy or slower than the best by more than the
+   margin (``router.affinity``). The plan pins the conversation to its
+   first endpoint; the turn's successful attempt pins it to the endpoint
+   that served, when its outcome arrives.
+
 Turns in flight are leases (``router.pending``), and this object owns them
 all. The invariant: a lease is held at most once and released at most once.
 It is taken by a plan (attempt 0) or by ``AttemptStarted`` (any other
@@ -39,15 +47,22 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from router.affinity import AffinityChoice, PinKey, Pins, prefer_pinned
 from router.config import ModelGroupConfig, RouterConfig
+from router.conversation import TurnCounter
 from router.endpoint_state import PENDING_SLACK_S, EndpointState
 from router.errors import ModelNotFound, NoEligibleEndpoint
 from router.hedge import hedge_delay_s
 from router.outcome import AttemptOutcome, AttemptStarted, LeaseEvent, LeaseKey, OutcomeKind, TurnClosed
-from router.strategies import Strategy, make_strategy
+from router.strategies import EndpointLoad, Strategy, make_strategy
 from router.tags import eligible
+from router.ttl_table import TtlTable
 
-__all__ = ["AttemptPlan", "RoutingState", "check_eligible"]
+__all__ = ["AttemptPlan", "ConversationRef", "RoutingState", "check_eligible"]
+
+ConversationRef = tuple[str | None, str, int | None]
+"""``(api_key_id, conversation_id, client_turn)``: the conversation a turn
+names (``router.conversation``), as a plain tuple for the tracker call."""
 
 
 def check_eligible(
@@ -82,6 +97,8 @@ class AttemptPlan:
     max_attempts: int
     hedge_after_s: float | None = None
     request_error_endpoints: tuple[str, ...] = ()
+    conversation_turn: int | None = None  # the turn's index in its conversation
+    affinity: str | None = None  # what affinity did (``AffinityChoice.note``); None: not applied
 
 
 class RoutingState:
@@ -117,6 +134,15 @@ class RoutingState:
         self._closed_keep_s = max((g.timeouts.total_s for g in config.model_groups.values()), default=0.0) + PENDING_SLACK_S
         # No turn has more attempts than this (a request fault may add one).
         self._attempt_bound = max((g.max_attempts for g in config.model_groups.values()), default=0) + 1
+        conversations = config.conversations
+        self._turns = TurnCounter(max_conversations=conversations.max_tracked, idle_ttl_s=conversations.idle_ttl_s, clock=clock)
+        self._pins: dict[str, Pins] = {
+            name: Pins(group.affinity, clock) for name, group in config.model_groups.items() if group.affinity.enabled
+        }
+        # Turns planned with a pin key, until their outcome pins (or they expire).
+        self._pinning: TtlTable[tuple[str, PinKey]] = TtlTable(
+            ttl_s=self._closed_keep_s or PENDING_SLACK_S, max_entries=conversations.max_tracked
+        )
 
     def plan(
         self,
@@ -127,6 +153,7 @@ class RoutingState:
         choices: int = 1,
         stream: bool = True,
         lease: str | None = None,
+        conversation: ConversationRef | None = None,
     ) -> AttemptPlan:
         """Rank the endpoints for one turn and, given the turn's id as
         ``lease``, count the first in flight under ``(lease, 0)`` (None: rank
@@ -141,6 +168,10 @@ class RoutingState:
         its fallbacks) carries the required tags. A turn asking for several
         ``choices`` is planned on endpoints whose provider returns them only
         (a group mixing providers skips the others).
+
+        ``conversation``: the turn's ``(api_key_id, conversation_id,
+        client_turn)``, or None; it is counted, and affinity may put its
+        pinned endpoint first (``router.affinity``).
         """
         group_config = self._group(group)
         required_tags = tuple(required_tags)  # read once per group of the chain
@@ -148,6 +179,8 @@ class RoutingState:
         ready: list[str] = []
         tripped: list[EndpointState] = []
         first_error: NoEligibleEndpoint | None = None
+        choice: AffinityChoice | None = None
+        pins = self._pins.get(group) if conversation is not None else None
         for name in (group, *group_config.fallbacks):
             try:
                 candidates = eligible(name, self._config.model_groups[name].endpoints, required_tags,
@@ -156,7 +189,9 @@ class RoutingState:
                 first_error = first_error or error
                 continue
             group_ready, group_tripped = self._rank_group(name, candidates, now_s, stream)
-            ready.extend(group_ready)
+            if pins is not None and name == group:
+                group_ready, choice = self._prefer_pinned(pins, conversation, group_ready, candidates)
+            ready.extend(load.name for load in group_ready)
             tripped.extend(group_tripped)
         if not ready and not tripped:
             raise first_error or NoEligibleEndpoint(f"model {group!r} has no endpoints", missing_tags=())
@@ -167,6 +202,9 @@ class RoutingState:
         first = self._endpoints[endpoints[0]]
         if lease is not None:
             self._hold(first, (lease, 0), now_s)
+            if pins is not None:
+                pins.pin(conversation[:2], first.name)
+                self._pinning.put(lease, (group, conversation[:2]), now_s)
         hedge_after_s = None
         if stream and group_config.hedge is not None and len(endpoints) > 1:
             hedge_after_s = hedge_delay_s(group_config.hedge, first.recent_ttfts)
@@ -176,7 +214,15 @@ class RoutingState:
             min(group_config.max_attempts, len(endpoints)),
             hedge_after_s=hedge_after_s,
             request_error_endpoints=self._request_error_endpoints(group_config, required_tags, has_tools, choices, now_s, stream),
+            conversation_turn=self._turns.next_turn(conversation[:2], conversation[2]) if conversation is not None else None,
+            affinity=choice.note if choice is not None else None,
         )
+
+    def _prefer_pinned(self, pins: Pins, conversation: ConversationRef, ranked, candidates) -> tuple[list, AffinityChoice]:
+        pinned = pins.get(conversation[:2])
+        state = self._endpoints.get(pinned) if pinned is not None else None
+        margin_s = pins.margin_s(state.warm_gain_s() if state is not None else None)
+        return prefer_pinned(ranked, pinned, eligible={c.name for c in candidates}, margin_s=margin_s)
 
     def _request_error_endpoints(
         self, group_config: ModelGroupConfig, required_tags, has_tools: bool, choices: int, now_s: float, stream: bool
@@ -192,9 +238,9 @@ class RoutingState:
         except NoEligibleEndpoint:
             return ()
         ready, tripped = self._rank_group(target, candidates, now_s, stream)
-        return tuple(ready) + tuple(s.name for s in tripped)
+        return tuple(load.name for load in ready) + tuple(s.name for s in tripped)
 
-    def _rank_group(self, group: str, candidates, now_s: float, stream: bool) -> tuple[list[str], list[EndpointState]]:
+    def _rank_group(self, group: str, candidates, now_s: float, stream: bool) -> tuple[list[EndpointLoad], list[EndpointState]]:
         states = [self._endpoints[e.name] for e in candidates]
         for state in states:
             self._expire(state, now_s)
@@ -202,7 +248,7 @@ class RoutingState:
         ready = [s for s in states if available[s.name]]
         tripped = [s for s in states if not available[s.name]]
         ranked = self._strategies[group].rank([s.load(now_s, stream=stream) for s in ready])
-        return [load.name for load in ranked], tripped
+        return ranked, tripped
 
     def report(self, events: Iterable[LeaseEvent]) -> None:
         """A batch from one channel (a caller's, or an ingress's), in the
@@ -225,9 +271,18 @@ class RoutingState:
 
     def _finish(self, outcome: AttemptOutcome, now_s: float) -> None:
         in_flight_s = self._release(outcome.lease, now_s) if outcome.lease is not None else None
+        if outcome.kind is OutcomeKind.OK and outcome.lease is not None:
+            self._pin(outcome.lease[0], outcome.endpoint)
         state = self._endpoints.get(outcome.endpoint)
         if state is not None:  # else an endpoint removed by a config reload
             state.finish(outcome, now_s, in_flight_s)
+
+    def _pin(self, turn_id: str, endpoint: str) -> None:
+        """The turn served well here: its conversation's cache is warm here now."""
+        pinning = self._pinning.pop(turn_id)
+        if pinning is not None and endpoint in self._endpoints:
+            group, key = pinning
+            self._pins[group].pin(key, endpoint)
 
     def _hold(self, state: EndpointState, key: LeaseKey, now_s: float) -> None:
         if key[0] in self._closed or key in self._holders:
@@ -274,8 +329,13 @@ class RoutingState:
     def snapshot(self) -> dict[str, dict]:
         """Per endpoint: group, strategy, score (the group strategy's, for a
         streaming turn; lower is better), in_flight, breaker state, TTFT and
-        total-time estimates, recent TTFT p50/p99, counters. Seconds."""
+        total-time estimates, recent TTFT p50/p99, counters, the warm-cache
+        gain and the conversations pinned to it. Seconds."""
         now_s = self._clock()
+        pinned: dict[str, int] = {}
+        for pins in self._pins.values():  # a group's pins may point into a fallback group
+            for endpoint, count in pins.per_endpoint().items():
+                pinned[endpoint] = pinned.get(endpoint, 0) + count
         result: dict[str, dict] = {}
         for name, state in self._endpoints.items():
             self._expire(state, now_s)
@@ -285,6 +345,7 @@ class RoutingState:
                 "strategy": strategy.name,
                 "score": strategy.score(state.load(now_s)),
                 "oldest_pending_s": state.pending.oldest_age_s(now_s),
+                "pinned_conversations": pinned.get(name, 0),
             }
         return result
 

@@ -29,6 +29,9 @@ class Usage:
     prompt_tokens: int | None
     completion_tokens: int | None
     total_tokens: int | None
+    # Prompt tokens served from the provider's prompt cache
+    # (``prompt_tokens_details.cached_tokens``); None when not reported.
+    cached_tokens: int | None = None
 
     @classmethod
     def from_dict(cls, usage: dict | None) -> "Usage | None":
@@ -37,8 +40,10 @@ class Usage:
         its answer does not fail for it)."""
         if not isinstance(usage, dict):
             return None
+        details = usage.get("prompt_tokens_details")
+        cached = token_count(details.get("cached_tokens")) if isinstance(details, dict) else None
         return cls(token_count(usage.get("prompt_tokens")), token_count(usage.get("completion_tokens")),
-                   token_count(usage.get("total_tokens")))
+                   token_count(usage.get("total_tokens")), cached)
 
 
 class StreamWatch:

@@ -115,6 +115,14 @@ class Behavior(BaseModel):
         tool_call: Answer every request that declares tools with a call of
             its first tool (as if it said "call a tool"), except right
             after a tool result. Default False.
+        prefix_cache_ttl_s: Keep a prompt-prefix cache for this profile
+            (`prefix_cache`): a request whose message prefix the profile
+            served within this many seconds has those tokens cached (usage
+            reports `prompt_tokens_details.cached_tokens`, 0 when none) and
+            starts after `ttft_ms * warm_ttft_factor`. OpenAI format only.
+            Default None (no cache; usage reports no cached tokens).
+        warm_ttft_factor: Multiplies the time to first token of a request
+            with cached tokens. Default 0.3.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -130,6 +138,8 @@ class Behavior(BaseModel):
     retry_after_s: float | None = Field(default=None, ge=0)
     failure_count: int | None = Field(default=None, ge=0)
     tool_call: bool = False
+    prefix_cache_ttl_s: float | None = Field(default=None, gt=0)
+    warm_ttft_factor: float = Field(default=0.3, ge=0)
 
     _draws: _Draws | None = PrivateAttr(default=None)
 

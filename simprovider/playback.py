@@ -67,8 +67,12 @@ class Plan:
     ttft_ms: float = field(init=False)
 
     def __post_init__(self) -> None:
-        # One draw per request, whichever completion class plays it.
-        object.__setattr__(self, "ttft_ms", self.behavior.first_token_ms())
+        # One draw per request, whichever completion class plays it; a
+        # prompt found in the profile's prefix cache starts sooner.
+        ttft_ms = self.behavior.first_token_ms()
+        if self.request.cached_tokens:
+            ttft_ms *= self.behavior.warm_ttft_factor
+        object.__setattr__(self, "ttft_ms", ttft_ms)
 
     @property
     def n_tokens(self) -> int:

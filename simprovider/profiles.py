@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .behavior import Behavior, merge_behavior
+from .prefix_cache import PrefixCache
 
 __all__ = ["DEFAULT_PROFILE", "ProfileRegistry", "ProfileStats", "UnknownProfile"]
 
@@ -49,12 +50,18 @@ class ProfileRegistry:
         self._initial.update(initial or {})
         self._behaviors: dict[str, Behavior] = {}
         self._stats: dict[str, ProfileStats] = {}
+        self._caches: dict[str, PrefixCache] = {}
         self.reset()
 
     def reset(self) -> None:
         """Restore the start-up behaviours and zero every counter."""
         self._behaviors = dict(self._initial)
         self._stats = {name: ProfileStats() for name in self._behaviors}
+        self._caches = {}
+
+    def prefix_cache(self, name: str) -> PrefixCache:
+        """The profile's prompt-prefix cache (emptied by `reset`)."""
+        return self._caches.setdefault(name, PrefixCache())
 
     def names(self) -> list[str]:
         return list(self._behaviors)

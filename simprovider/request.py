@@ -71,6 +71,10 @@ class CompletionRequest:
         choices: OpenAI's `n`: the reply is given that many times, once per
             choice index, and usage counts every choice (as OpenAI's does).
             The other formats always answer one.
+        prefixes: The request's message prefixes with their prompt tokens,
+            for the profile's prefix cache (`prefix_cache`; OpenAI format only).
+        cached_tokens: Prompt tokens the profile's prefix cache served, or
+            None when the profile keeps no prefix cache (then usage says nothing).
     """
 
     model: str
@@ -83,6 +87,8 @@ class CompletionRequest:
     asks_for_tool: bool = False
     after_tool_result: bool = False
     choices: int = 1
+    prefixes: tuple[tuple[str, int], ...] = ()
+    cached_tokens: int | None = None
 
 
 @dataclass(frozen=True)

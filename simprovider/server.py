@@ -17,6 +17,7 @@ Routes (each also without the `/{profile}` prefix, for `default`):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Callable, Mapping
 
@@ -133,6 +134,9 @@ class _Endpoints:
         extra_headers = [(PROFILE_HEADER.encode(), profile.encode())]
         if behavior.http_status is not None:
             return self._http_failure(behavior, profile, wire, request)
+        if behavior.prefix_cache_ttl_s is not None and parsed.prefixes:
+            cache = self.registry.prefix_cache(profile)
+            parsed = dataclasses.replace(parsed, cached_tokens=cache.serve(parsed.prefixes, arrived_s, behavior.prefix_cache_ttl_s))
         plan = Plan(parsed, behavior, extra_headers, arrived_s, wire)
         return StreamedCompletion(plan) if parsed.stream else BufferedCompletion(plan)
 

@@ -13,6 +13,7 @@ import secrets
 import time
 from typing import Any
 
+from .prefix_cache import message_prefixes
 from .request import (
     TOOL_ARGUMENTS,
     TOOL_CALL_TEXT,
@@ -90,6 +91,7 @@ def parse_completion_request(body: bytes) -> CompletionRequest:
         asks_for_tool=last.get("role") == "user" and TOOL_CALL_TEXT in last_text,
         after_tool_result=last.get("role") == "tool",
         choices=_choices(payload),
+        prefixes=message_prefixes(messages, lambda m: word_count(_text(m))),
     )
 
 
@@ -138,12 +140,15 @@ def new_completion_id() -> str:
     return f"chatcmpl-sim-{secrets.token_hex(12)}"
 
 
-def usage_body(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {
+def usage_body(prompt_tokens: int, completion_tokens: int, cached_tokens: int | None = None) -> dict[str, Any]:
+    usage: dict[str, Any] = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     }
+    if cached_tokens is not None:  # a profile with a prefix cache reports it, as OpenAI does
+        usage["prompt_tokens_details"] = {"cached_tokens": cached_tokens}
+    return usage
 
 
 def _compact(value: Any) -> str:
@@ -208,8 +213,8 @@ class ChunkFactory:
     def finish(self, reason: str = "stop", index: int = 0) -> bytes:
         return self._chunk([_choice({}, reason, index)])
 
-    def usage(self, prompt_tokens: int, completion_tokens: int) -> bytes:
-        usage = usage_body(prompt_tokens, completion_tokens)
+    def usage(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int | None = None) -> bytes:
+        usage = usage_body(prompt_tokens, completion_tokens, cached_tokens)
         return sse_event({**self._head, "choices": [], "usage": usage})
 
 
@@ -244,7 +249,7 @@ def reply_body(request: CompletionRequest, reply: Reply, completion_id: str, cre
             {"index": index, "message": message(), "finish_reason": finish_reason}
             for index in range(request.choices)
         ],
-        "usage": usage_body(request.prompt_tokens, reply.completion_tokens * request.choices),
+        "usage": usage_body(request.prompt_tokens, reply.completion_tokens * request.choices, request.cached_tokens),
     }
 
 
@@ -297,7 +302,7 @@ class OpenAIStream:
     def finish(self, reason: str, completion_tokens: int) -> list[bytes]:
         events = [self._chunks.finish(reason, i) for i in self._indexes]
         if self._request.include_usage:
-            events.append(self._chunks.usage(self._request.prompt_tokens, completion_tokens * self._request.choices))
+            events.append(self._chunks.usage(self._request.prompt_tokens, completion_tokens * self._request.choices, self._request.cached_tokens))
         return [*events, DONE_EVENT]
 
 

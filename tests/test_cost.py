@@ -80,3 +80,35 @@ def test_the_prompt_estimate_counts_framing_images_and_tools():
     calls = [{"role": "assistant", "content": None,
               "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]}]
     assert estimate_prompt_tokens(calls) > REPLY_PRIMING_TOKENS + MESSAGE_OVERHEAD_TOKENS + 1
+
+
+# -- cached prompt tokens ------------------------------------------------------
+
+
+def test_cached_prompt_tokens_are_priced_at_the_cached_input_price():
+    assert GPT_4O.cached_input_per_mtok == 1.25
+    # 1000 prompt tokens of which 800 cached: 200 x 2.50 + 800 x 1.25 + 500 x 10.00 per million.
+    assert turn_cost_usd(GPT_4O, 1000, 500, cached_tokens=800) == pytest.approx(0.0065)
+    cost = turn_cost(GPT_4O, 1000, 500, cached_tokens=800)
+    assert cost.usd == pytest.approx(0.0065) and cost.cached_tokens == 800 and not cost.estimated
+    assert turn_cost(GPT_4O, 1000, 500, cached_tokens=5000).cached_tokens == 1000  # never more than the prompt
+
+
+def test_without_a_cached_price_cached_tokens_cost_full_price():
+    flat = Price(input_per_mtok=1.0, output_per_mtok=1.0)
+    assert turn_cost_usd(flat, 1000, 0, cached_tokens=1000) == turn_cost_usd(flat, 1000, 0)
+
+
+@given(st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 10**6))
+def test_a_cached_prompt_never_costs_more(prompt, completion, cached):
+    cached = min(cached, prompt)
+    assert turn_cost_usd(GPT_4O, prompt, completion, cached) <= turn_cost_usd(GPT_4O, prompt, completion) + 1e-12
+
+
+def test_usage_reads_cached_tokens():
+    from router.stream_watch import Usage
+
+    usage = Usage.from_dict({"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12, "prompt_tokens_details": {"cached_tokens": 8}})
+    assert usage.cached_tokens == 8
+    assert Usage.from_dict({"prompt_tokens": 10, "prompt_tokens_details": {"cached_tokens": "x"}}).cached_tokens is None
+    assert Usage.from_dict({"prompt_tokens": 10, "prompt_tokens_details": None}).cached_tokens is None

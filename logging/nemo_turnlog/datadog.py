@@ -5,7 +5,8 @@ with the ``DD-API-KEY`` header and a JSON array of log objects (at most
 1,000 per request and 5 MB; we send ``max_batch_turns``, default 500).
 Each log has the reserved attributes ``ddsource`` (``nemo-router``),
 ``service``, ``hostname``, ``ddtags`` (``model_group:..,endpoint:..,
-provider:..,status:..`` plus ``tags``), ``message`` (one readable line),
+provider:..,status:..``, ``conversation_id:..`` when the turn named a
+conversation, plus ``tags``), ``message`` (one readable line),
 ``status`` (``error`` for failed turns, else ``info``: the log level),
 ``date`` (turn start) and ``duration`` (total latency in nanoseconds, the
 standard attribute), and every turn-log column under ``turn`` (facets such
@@ -18,6 +19,8 @@ provider and status, all of a batch's values in one point. Distributions
 (not ``/api/v2/series`` gauges, which have no distribution type) let
 Datadog compute p50/p99 across replicas, and ``count:`` of them gives turn
 counts and error rates. A failed metrics post does not resend the logs.
+Metric series carry no conversation tag: one series per call would be
+unbounded cardinality (a custom-metrics bill); filter logs by it instead.
 """
 
 from __future__ import annotations
@@ -54,6 +57,11 @@ def _turn_tags(record: TurnRecord) -> list[str]:
     return [f"{k}:{_tag_value(v)}" for k, v in pairs]
 
 
+def _conversation_tags(record: TurnRecord) -> list[str]:
+    # Logs only: on metric series a per-call tag would be unbounded cardinality.
+    return [] if record.conversation_id is None else [f"conversation_id:{_tag_value(record.conversation_id)}"]
+
+
 def _turn_attributes(record: TurnRecord) -> dict[str, Any]:
     timestamp = record.timestamp if record.timestamp.tzinfo else record.timestamp.replace(tzinfo=timezone.utc)
     return {
@@ -74,6 +82,10 @@ def _turn_attributes(record: TurnRecord) -> dict[str, Any]:
         "total_tokens": record.total_tokens,
         "fallback_count": record.fallback_count,
         "api_key_id": record.api_key_id,
+        "cached_tokens": record.cached_tokens,
+        "conversation_id": record.conversation_id,
+        "conversation_turn": record.conversation_turn,
+        "affinity": record.affinity,
         "tags": list(record.tags),
         "attempts": [
             {"endpoint": a.endpoint, "outcome": a.outcome, "duration_s": a.duration_s, "http_status": a.http_status}
@@ -96,7 +108,7 @@ def datadog_log(record: TurnRecord, *, service: str, hostname: str, tags: Sequen
         "ddsource": _SOURCE,
         "service": service,
         "hostname": hostname,
-        "ddtags": ",".join([*_turn_tags(record), *tags, *(_tag_value(t) for t in record.tags)]),
+        "ddtags": ",".join([*_turn_tags(record), *_conversation_tags(record), *tags, *(_tag_value(t) for t in record.tags)]),
         "message": _message(record),
         "status": "error" if record.status == "error" else "info",
         "date": attributes["timestamp"],

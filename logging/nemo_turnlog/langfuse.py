@@ -6,7 +6,9 @@ body ``{"batch": [event, ...]}``). Each event is an envelope ``{id, type,
 timestamp, body}``; per turn we send:
 
 - ``trace-create``: ``id`` = the request id, ``timestamp`` = turn start,
-  ``name`` = the model group, ``tags``, ``metadata``;
+  ``name`` = the model group, ``tags``, ``metadata``, and ``sessionId`` =
+  the conversation id when the turn named one (so a call is one Langfuse
+  session, its turns in order);
 - ``generation-create``: ``id`` = ``<request id>:generation``, ``traceId``,
   ``name``, ``model``, ``startTime`` / ``endTime`` (start + ``total_s``),
   ``completionStartTime`` (start + ``ttft_s``: Langfuse shows the gap as
@@ -70,6 +72,10 @@ def _metadata(record: TurnRecord) -> dict[str, Any]:
         "ttft_s": record.ttft_s,
         "total_s": record.total_s,
         "api_key_id": record.api_key_id,
+        "cached_tokens": record.cached_tokens,
+        "conversation_id": record.conversation_id,
+        "conversation_turn": record.conversation_turn,
+        "affinity": record.affinity,
         "attempts": [
             {"endpoint": a.endpoint, "outcome": a.outcome, "duration_s": a.duration_s, "http_status": a.http_status}
             for a in record.attempts
@@ -117,6 +123,9 @@ def langfuse_events(record: TurnRecord, *, environment: str | None = None, now: 
         "tags": list(record.tags),
         "metadata": {"model_group": record.model_group, "status": record.status, "endpoint": record.endpoint},
     }
+    if record.conversation_id is not None:
+        trace["sessionId"] = record.conversation_id
+        trace["metadata"]["conversation_turn"] = record.conversation_turn
     generation = _generation(record)
     if environment:
         trace["environment"] = generation["environment"] = environment

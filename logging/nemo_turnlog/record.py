@@ -79,3 +79,12 @@ class TurnRecord:
     # A failed turn's last upstream error, redacted (router.redact): the
     # operator's view of what the client was told only in the router's words.
     error_detail: str | None = None
+    # Prompt tokens the provider served from its prompt cache (None: not reported).
+    cached_tokens: int | None = None
+    # The call this turn belongs to (router.conversation: header, metadata
+    # or user) and its 1-based index there; None when the client named none.
+    conversation_id: str | None = None
+    conversation_turn: int | None = None
+    # What cache-warm affinity did: "pinned", "no pin", "unhealthy: left X",
+    # "slower by N ms: left X"; None when it did not apply.
+    affinity: str | None = None

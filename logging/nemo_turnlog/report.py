@@ -3,6 +3,8 @@ model group or endpoint, from the turn log (a folder or ``s3://bucket/prefix``).
 
     nemo-router report ./turnlog-data                    # last hour, per model group
     nemo-router report s3://logs/turns --since 24h --by endpoint --format json
+    nemo-router report ./turnlog-data --conversation call-42   # one call, turn by turn
+    nemo-router report ./turnlog-data --by conversation        # per call (``conversation_report``)
 
 Per group: ``turns``; ``errors`` and ``error_rate`` (turns whose ``status``
 is ``error``; cancelled turns are not errors); TTFT and total latency p50
@@ -28,6 +30,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from nemo_turnlog import conversation_report
 from nemo_turnlog.reader import read_turn_log
 from nemo_turnlog.s3_client import TurnLogS3Error
 
@@ -162,8 +165,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--since", type=parse_since, default=parse_since("1h"), help="window: 90s, 15m, 1h (default), 7d, or all"
     )
     parser.add_argument(
-        "--by", choices=sorted(GROUP_COLUMNS), default="model", help="group by model group (default) or endpoint"
+        "--by",
+        choices=sorted([*GROUP_COLUMNS, "conversation"]),
+        default="model",
+        help="group by model group (default), endpoint, or conversation (per call: p50/p99 TTFT, the slowest turn)",
     )
+    parser.add_argument("--conversation", default=None, metavar="ID", help="print one conversation turn by turn")
     parser.add_argument("--format", choices=["table", "json"], default="table", dest="output_format")
     parser.add_argument("--endpoint-url", default=None, help="S3-compatible endpoint (MinIO, moto); default: AWS")
     parser.add_argument("--region", default=None, help="S3 region; default: boto3's configuration")
@@ -183,8 +190,16 @@ def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
     except (TurnLogS3Error, ValueError, OSError, pa.ArrowException) as exc:
         print(f"nemo-router report: cannot read {args.source}: {exc}", file=sys.stderr)
         return 1
-    rows = build_report(table, since_s=args.since, by=args.by, now=now)
-    print(json.dumps(rows, indent=2) if args.output_format == "json" else format_table(rows))
+    as_json = args.output_format == "json"
+    if getattr(args, "conversation", None) is not None:
+        rows = conversation_report.conversation_turns(table, args.conversation)
+        print(json.dumps(rows, indent=2) if as_json else conversation_report.format_conversation(args.conversation, rows))
+    elif args.by == "conversation":
+        rows = conversation_report.conversation_summaries(table)
+        print(json.dumps(rows, indent=2) if as_json else conversation_report.format_summaries(rows))
+    else:
+        rows = build_report(table, since_s=args.since, by=args.by, now=now)
+        print(json.dumps(rows, indent=2) if as_json else format_table(rows))
     return 0
 
 

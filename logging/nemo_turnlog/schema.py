@@ -35,6 +35,10 @@ messages_json           string                                      the conversa
 hedged                  bool                                        a second endpoint raced the first for the first token
 request_notes           list<string>                                parameters a provider adapter dropped or changed
 error_detail            string                                      a failed turn's last upstream error, redacted (never sent to the client)
+cached_tokens           int64                                       prompt tokens the provider served from its prompt cache; null if not reported
+conversation_id         string                                      the call this turn belongs to (header, metadata or user); null: none named
+conversation_turn       int32                                       the turn's 1-based index in its conversation (client's or counted)
+affinity                string                                      what cache-warm affinity did: ``pinned``, ``no pin``, ``slower by N ms: left X``, ...
 dt                      string ``YYYY-MM-DD``                       partition: UTC date of ``timestamp``
 hour                    string ``HH``                               partition: UTC hour of ``timestamp``
 ======================  ==========================================  ===========================================
@@ -100,6 +104,10 @@ TURN_LOG_SCHEMA: pa.Schema = pa.schema(
         pa.field("hedged", pa.bool_()),
         pa.field("request_notes", pa.list_(pa.string())),
         pa.field("error_detail", pa.string()),
+        pa.field("cached_tokens", pa.int64()),
+        pa.field("conversation_id", pa.string()),
+        pa.field("conversation_turn", pa.int32()),
+        pa.field("affinity", pa.string()),
         pa.field("dt", pa.string()),
         pa.field("hour", pa.string()),
     ]

@@ -62,18 +62,26 @@ class TurnCost:
     prompt_tokens: int
     completion_tokens: int
     estimated: bool = False
+    cached_tokens: int = 0  # of prompt_tokens, priced at the cached-input price
 
 
-def turn_cost_usd(price: Price, prompt_tokens: int, completion_tokens: int) -> float:
+def turn_cost_usd(price: Price, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> float:
     """USD for the given counts at ``price`` (USD per million tokens).
 
-    Flat list price: prompt-cache discounts and long-context tiers are not
-    modelled, so cached prompts are over-counted.
+    ``cached_tokens`` (part of ``prompt_tokens``, as providers report them)
+    are priced at ``cached_input_per_mtok`` when the catalog lists one, else
+    at the full input price. List price otherwise: long-context tiers and
+    cache-write surcharges (Anthropic) are not modelled.
     """
-    if prompt_tokens < 0 or completion_tokens < 0:
+    if prompt_tokens < 0 or completion_tokens < 0 or cached_tokens < 0:
         raise ValueError("token counts must not be negative")
+    cached = min(cached_tokens, prompt_tokens) if price.cached_input_per_mtok is not None else 0
     # One division at the end keeps whole-cent results exact in binary.
-    micro = prompt_tokens * price.input_per_mtok + completion_tokens * price.output_per_mtok
+    micro = (
+        (prompt_tokens - cached) * price.input_per_mtok
+        + cached * (price.cached_input_per_mtok or 0.0)
+        + completion_tokens * price.output_per_mtok
+    )
     return micro / TOKENS_PER_MILLION
 
 
@@ -85,16 +93,20 @@ def turn_cost(
     messages: Sequence[Mapping[str, Any]] = (),
     tools: Sequence[Mapping[str, Any]] | None = None,
     completion_text: str = "",
+    cached_tokens: int | None = None,
 ) -> TurnCost:
     """The turn's cost from the provider's counts, estimating any that is None
     (the prompt from ``messages`` and ``tools``, the completion from
-    ``completion_text``, which should include tool-call names and arguments)."""
+    ``completion_text``, which should include tool-call names and arguments).
+    ``cached_tokens``: prompt tokens the provider reported as cached."""
     estimated = prompt_tokens is None or completion_tokens is None
     if prompt_tokens is None:
         prompt_tokens = estimate_prompt_tokens(messages, tools)
     if completion_tokens is None:
         completion_tokens = estimate_tokens(completion_text)
-    return TurnCost(turn_cost_usd(price, prompt_tokens, completion_tokens), prompt_tokens, completion_tokens, estimated)
+    cached = min(cached_tokens or 0, prompt_tokens)
+    usd = turn_cost_usd(price, prompt_tokens, completion_tokens, cached)
+    return TurnCost(usd, prompt_tokens, completion_tokens, estimated, cached)
 
 
 def estimate_tokens(text: str) -> int:

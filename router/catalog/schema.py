@@ -30,10 +30,13 @@ class _Frozen(BaseModel):
 
 
 class Price(_Frozen):
-    """List price in USD per million tokens (``mtok``): prompt and completion."""
+    """List price in USD per million tokens (``mtok``): prompt and completion,
+    and ``cached_input_per_mtok`` for prompt tokens the provider served from
+    its prompt cache (None: not listed; cached tokens then cost full price)."""
 
     input_per_mtok: float = Field(ge=0)
     output_per_mtok: float = Field(ge=0)
+    cached_input_per_mtok: float | None = Field(default=None, ge=0)
 
 
 class CatalogModel(_Frozen):

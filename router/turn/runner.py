@@ -389,7 +389,9 @@ class TurnRunner:
         except (asyncio.CancelledError, GeneratorExit):
             self._attempt(turn, candidate, attempt.start_s, OutcomeKind.CANCELLED)
             raise
-        self._attempt(turn, candidate, attempt.start_s, OutcomeKind.OK, ttft_s=attempt.ttft_s)
+        usage = relay.watch.usage
+        self._attempt(turn, candidate, attempt.start_s, OutcomeKind.OK, ttft_s=attempt.ttft_s,
+                      cached_tokens=usage.cached_tokens if usage else None)
 
     async def _complete_turn(self, turn: TurnState) -> tuple[TurnHead, bytes] | TurnFailure:
         walk = self._walk(turn)
@@ -421,7 +423,8 @@ class TurnRunner:
                 turn.endpoint, turn.model = endpoint.name, completion.get("model") or endpoint.model
                 turn.usage, turn.status, turn.http_status = Usage.from_dict(completion.get("usage")), "ok", 200
                 turn.text = _completion_text(completion)
-                self._attempt(turn, candidate, start_s, OutcomeKind.OK, ttft_s=turn.attempt_ttft_s)
+                self._attempt(turn, candidate, start_s, OutcomeKind.OK, ttft_s=turn.attempt_ttft_s,
+                              cached_tokens=turn.usage.cached_tokens if turn.usage else None)
                 if turn.request.cache_key and self._cache_put:
                     turn.cache_entry = entry_from_completion(completion, endpoint=endpoint.name, provider=endpoint.provider)
                 head = TurnHead(endpoint.name, endpoint.provider, turn.model, turn.received_at, turn.attempt_ttft_s)
@@ -452,13 +455,13 @@ class TurnRunner:
         return TurnFailure(failure.http_status, failure.to_openai())
 
     def _attempt(self, turn: TurnState, candidate: Candidate, start_s: float, kind: OutcomeKind,
-                 error: UpstreamError | None = None, *, ttft_s: float | None = None) -> None:
+                 error: UpstreamError | None = None, *, ttft_s: float | None = None, cached_tokens: int | None = None) -> None:
         """An attempt ended: recorded for the turn, and reported at once (its
         lease is released now, not when the whole turn ends). A refused
         provider key is the operator's to fix: it is logged (redacted)."""
         if kind is OutcomeKind.UPSTREAM_AUTH:
             log.warning("endpoint %s refused the router's provider key: %s", candidate.endpoint.name, getattr(error, "detail", None))
-        self._report([turn.record_attempt(candidate, self._clock() - start_s, kind, error, ttft_s=ttft_s)])
+        self._report([turn.record_attempt(candidate, self._clock() - start_s, kind, error, ttft_s=ttft_s, cached_tokens=cached_tokens)])
 
     def _cost(self, turn: TurnState) -> TurnCost | None:
         price = self._prices.get(turn.endpoint) if turn.endpoint else None
@@ -472,6 +475,7 @@ class TurnRunner:
             messages=turn.request.body.get("messages", ()),
             tools=turn.request.body.get("tools"),
             completion_text=turn.text,
+            cached_tokens=usage.cached_tokens if usage else None,
         )
 
     def _finish(self, turn: TurnState) -> None:

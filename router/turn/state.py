@@ -85,6 +85,9 @@ class TurnRequest:
     turn_id: str = field(default_factory=new_turn_id)  # the key of the turn's leases
     resume: Resume | None = None  # carried over mid-stream from a caller that died
     notes: tuple[str, ...] = ()  # what the ingress changed in the request (dropped client fields)
+    conversation_id: str | None = None  # the call this turn belongs to (``router.conversation``)
+    conversation_turn: int | None = None  # its index there, 1-based (None: unknown)
+    affinity: str | None = None  # what cache-warm affinity did (``router.affinity``)
 
     @property
     def choices(self) -> int:
@@ -138,6 +141,7 @@ class TurnState:
         error: UpstreamError | None = None,
         *,
         ttft_s: float | None = None,
+        cached_tokens: int | None = None,
     ) -> AttemptOutcome:
         """One attempt ended: kept for the turn record, returned for the tracker."""
         http_status = getattr(error, "status_code", None) if error else (200 if kind is OutcomeKind.OK else None)
@@ -151,6 +155,7 @@ class TurnState:
             http_status=http_status,
             retry_after_s=getattr(error, "retry_after_s", None),
             lease=self.lease(candidate),
+            cached_tokens=cached_tokens,
         )
         self.outcomes.append(outcome)
         return outcome
