@@ -32,7 +32,8 @@ class LatencyTracker:
         lease, conversation)`` (see ``RoutingState.plan``; ``lease`` is the
         turn's id, or None; ``conversation`` its ``(api_key_id,
         conversation_id, client_turn)``, or None)."""
-        group, required_tags, has_tools, choices, stream, lease, conversation = request
+        group, required_tags, has_tools, choices, stream, lease, *rest = request  # six items: no conversation
+        conversation = rest[0] if rest else None
         return self._state.plan(
             group, required_tags=required_tags, has_tools=has_tools, choices=choices, stream=stream,
             lease=lease, conversation=conversation,

@@ -35,8 +35,9 @@ class FakeTracker:
         if self.down:
             future.set_exception(RayError("tracker gone"))
         else:
-            group, tags, has_tools, stream, lease, conversation = request
-            future.set_result(self.state.plan(group, required_tags=tags, has_tools=has_tools, stream=stream, lease=lease, conversation=conversation))
+            group, tags, has_tools, choices, stream, lease, conversation = request
+            future.set_result(self.state.plan(group, required_tags=tags, has_tools=has_tools, choices=choices, stream=stream,
+                                              lease=lease, conversation=conversation))
         return future
 
 
@@ -59,7 +60,7 @@ def test_every_conversation_turn_asks_the_tracker_even_with_snapshots():
     turns = [plan(p, f"c{i}", ("key", "call", None)) for i in range(3)]
     assert len(p._tracker.requests) == 4
     assert [t.conversation_turn for t, _ in turns] == [1, 2, 3] and all(reserved for _, reserved in turns)
-    assert p._tracker.requests[-1][5] == ("key", "call", None)
+    assert p._tracker.requests[-1][6] == ("key", "call", None)
 
 
 def test_per_turn_planning_sends_the_conversation_along():
