@@ -279,6 +279,8 @@ class DeploymentConfig(_Frozen):
     ingress_max_ongoing_requests: int = Field(default=1000, ge=1)
     tracker_name: str = "nemo-latency-tracker"
     tracker_namespace: str = "nemo-router"
+    # The actor holding rate-limit windows and keys' spend (deployments.keystore).
+    keystore_name: str = "nemo-keystore"
     report_interval_s: float = Field(default=0.05, gt=0)
     # Measured alternatives to the design card's shape (benchmarks/compare.py;
     # README "Performance"). ``planning: snapshot``: the ingress reuses the

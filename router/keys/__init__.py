@@ -18,7 +18,7 @@ from router.keys.config import LOCAL_ADMIN_KEY, LOCAL_KEY, ApiKeyConfig, AuthCon
 from router.keys.errors import AuthenticationError, InsufficientQuota, MissingApiKey, PermissionDenied, RateLimited
 from router.keys.hashing import HASH_PREFIX, generate_key, hash_key, parse_key_hash
 from router.keys.keyring import ANONYMOUS, KeyInfo, KeyRing
-from router.keys.ledger import Allowance, Charge, SpendLedger, TurnRef
+from router.keys.ledger import Allowance, Charge, SpendLedger, TurnRef, turn_ref
 from router.keys.limiter import RATE_WINDOW_S, Admission, SlidingWindowLimiter
 from router.keys.periods import PERIODS, Period, period_bounds
 
@@ -49,6 +49,7 @@ __all__ = [
     "Decision",
     "SpendLedger",
     "TurnRef",
+    "turn_ref",
     "PERIODS",
     "Period",
     "period_bounds",

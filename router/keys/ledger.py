@@ -30,15 +30,24 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from router.keys.config import ApiKeyConfig
 from router.keys.periods import Period, period_bounds
 
-__all__ = ["Allowance", "SpendLedger", "Charge", "TurnRef"]
+__all__ = ["Allowance", "SpendLedger", "Charge", "TurnRef", "turn_ref"]
 
 TurnRef = tuple[str, int]
 """A turn's identity in the turn log: ``(request_id, timestamp in µs)``."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def turn_ref(request_id: str, received_at_s: float) -> TurnRef:
+    """A turn's ref as its turn-log row gives it (the timestamp column holds µs)."""
+    moment = datetime.fromtimestamp(received_at_s, tz=timezone.utc)
+    return request_id, (moment - _EPOCH) // timedelta(microseconds=1)
+
 
 RECOVERY_OVERLAP_S = 600.0
 """Turns that started this long before a recovery may still be charged live
