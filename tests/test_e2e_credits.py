@@ -5,8 +5,10 @@ survives a restart of the router and of its keystore (rebuilt from the turn
 log); an admin top-up lets the key go on, and survives a restart too.
 
 The test runs its own app on the shared Serve instance (route prefix
-``/credits``, its own tracker and keystore), priced like the catalog's
-claude-opus-4-1 (about $0.0006 a turn here)."""
+``/credits-N``, its own tracker and keystore), priced like the catalog's
+claude-opus-4-1 (about $0.0006 a turn here). A restart deploys a new app
+(new ingress and caller replicas, empty caches) beside the old one, which
+is deleted without waiting: an ingress replica drains for about 30 s."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ pytestmark = pytest.mark.ray
 
 TRIAL_KEY = "sk-test-credits-trial"
 ADMIN_KEY = "sk-test-credits-admin"
-APP, PREFIX = "nemo-router-credits", "/credits"
+APP = "nemo-router-credits"
 KEYSTORE = "nemo-keystore-credits"
 CREDIT_USD = 0.001
 USER = [{"role": "user", "content": "hi"}]
@@ -45,25 +47,27 @@ def credits_config(simulator, turn_log_path):
     )
 
 
-def deploy(config) -> None:
+def deploy(config, router: str, generation: int) -> str:
+    """Deploy the app's ``generation``; its base URL."""
     from ray import serve
 
     from deployments.app import build_app
 
-    serve.run(build_app(config), name=APP, route_prefix=PREFIX)
+    serve.run(build_app(config), name=f"{APP}-{generation}", route_prefix=f"/credits-{generation}")
+    return f"{router}/credits-{generation}"
 
 
-def restart(config, turn_log_path, turns_logged: int) -> None:
-    """Stop the app (its callers flush the turn log), kill the keystore for
-    good, and deploy again: the new keystore starts from what is stored."""
+def restart(config, router: str, turn_log_path, generation: int, turns_logged: int) -> str:
+    """Once the turn log has every turn, stop the app and kill the keystore
+    for good, and deploy afresh: the new keystore starts from what is stored."""
     import ray
     from ray import serve
 
-    serve.delete(APP)
     wait_until(lambda: logged_turns(turn_log_path) >= turns_logged, "the turn log has every turn")
+    serve.delete(f"{APP}-{generation - 1}", _blocking=False)
     ray.kill(ray.get_actor(KEYSTORE, namespace="nemo-router"), no_restart=True)
     wait_until(lambda: not keystore_alive(), "the keystore is gone")
-    deploy(config)
+    return deploy(config, router, generation)
 
 
 def keystore_alive() -> bool:
@@ -122,9 +126,8 @@ def me(base: str) -> dict:
 def test_credit_is_spent_refused_survives_a_restart_and_is_topped_up(router, simulator, tmp_path):
     import openai
 
-    base = f"{router}{PREFIX}"
     config = credits_config(simulator, tmp_path)
-    deploy(config)
+    base = deploy(config, router, 1)
     client = openai.OpenAI(base_url=f"{base}/v1", api_key=TRIAL_KEY, max_retries=0)
     try:
         assert me(base)["credit_remaining_usd"] == pytest.approx(CREDIT_USD)
@@ -141,7 +144,8 @@ def test_credit_is_spent_refused_survives_a_restart_and_is_topped_up(router, sim
         assert standing["credit_remaining_usd"] <= 0 < standing["period_spend_usd"]
         spent = standing["period_spend_usd"]
 
-        restart(config, tmp_path, turns_logged=len(served))
+        base = restart(config, router, tmp_path, 2, turns_logged=len(served))
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key=TRIAL_KEY, max_retries=0)
         assert me(base)["period_spend_usd"] == pytest.approx(spent)  # rebuilt from the turn log
         with pytest.raises(openai.RateLimitError):
             turn(client, stream=False)
@@ -159,7 +163,8 @@ def test_credit_is_spent_refused_survives_a_restart_and_is_topped_up(router, sim
         # The other replica trusts its copy of the refusal for up to a second.
         wait_until(lambda: succeeds(client), "a turn is served after the top-up", timeout_s=5)
 
-        restart(config, tmp_path, turns_logged=len(served) + 1)
+        base = restart(config, router, tmp_path, 3, turns_logged=len(served) + 1)
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key=TRIAL_KEY, max_retries=0)
         after = me(base)
         assert after["credit_usd"] == pytest.approx(CREDIT_USD + 0.01)  # the top-up, replayed
         assert after["credit_remaining_usd"] == pytest.approx(CREDIT_USD + 0.01 - after["period_spend_usd"])
@@ -167,7 +172,9 @@ def test_credit_is_spent_refused_survives_a_restart_and_is_topped_up(router, sim
     finally:
         from ray import serve
 
-        serve.delete(APP)
+        for name in serve.status().applications:
+            if name.startswith(APP):
+                serve.delete(name, _blocking=False)
         if keystore_alive():
             import ray
 
