@@ -65,8 +65,9 @@ class KeyStore:
     def allowance(self, key_id: str) -> Allowance | None:
         return self._ledger.allowance(key_id)
 
-    def charge(self, charge: Charge) -> Allowance | None:
-        return self._ledger.charge(charge)
+    def charge(self, key_id: str, usd: float, at_s: float, request_id: str, timestamp_us: int) -> Allowance | None:
+        """Charge a finished turn (plain arguments: cheaper to send than a dataclass)."""
+        return self._ledger.charge(Charge(key_id, usd, at_s, (request_id, timestamp_us)))
 
     def top_up(self, key_id: str, amount_usd: float) -> Allowance | None:
         """Add to a key's credit: stored beside the turn log first, then

@@ -26,7 +26,7 @@ from ray.exceptions import RayError
 
 from router.config import RouterConfig
 from router.errors import InvalidRequest
-from router.keys import Allowance, AllowanceCache, Charge, Decision, InsufficientQuota, KeyInfo, turn_ref
+from router.keys import Allowance, AllowanceCache, Decision, InsufficientQuota, KeyInfo, turn_ref
 from router.turn import TurnRequest
 
 __all__ = ["SpendGate", "KEYSTORE_TIMEOUT_S", "CHARGE_WAIT_S", "credit_header", "me_json", "top_up_amount"]
@@ -69,9 +69,9 @@ class SpendGate:
         key_id = turn.api_key_id
         if key_id is None or not cost_usd:
             return
-        charge = Charge(key_id, cost_usd, turn.received_at, turn_ref(turn.request_id, turn.received_at))
+        request_id, timestamp_us = turn_ref(turn.request_id, turn.received_at)
         try:
-            ref = self._actor().charge.remote(charge)
+            ref = self._actor().charge.remote(key_id, cost_usd, turn.received_at, request_id, timestamp_us)
         except (RayError, ValueError):
             log.warning("keystore unavailable; turn of key %s not charged", key_id, exc_info=True)
             self._keystore = None
