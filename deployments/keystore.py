@@ -14,17 +14,26 @@ rebuilt from the turn log (every priced turn of a metered key: all of it if
 any key has a credit, else from the earliest current budget period) and the
 top-ups stored beside it (``nemo_turnlog.ledger``). Rate-limit windows start
 empty.
+
+Spend alerts (``metrics.spend_alerts``, ``nemo_turnlog.spend_alerts``) are
+evaluated for a key each time it is charged or topped up, and posted to the
+webhook named by ``metrics.webhook_url_env`` (read from the actor's
+environment at start-up), or only logged when it is not set.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
 import ray
 
+from nemo_turnlog.alerts import WebhookNotifier, log_transition
 from nemo_turnlog.ledger import LedgerEntry, LedgerStore, read_spend
+from nemo_turnlog.spend_alerts import SpendAlertEvaluator, SpendAlertRule, SpendAlertTransition
 from router.config import RouterConfig
 from router.config_observability import TurnLogConfig
 from router.keys import Allowance, AuthConfig, Charge, SlidingWindowLimiter, SpendLedger, period_bounds
@@ -38,7 +47,16 @@ KEYSTORE_NAME = "nemo-keystore"
 
 
 class KeyStore:
-    def __init__(self, auth: AuthConfig | None = None, turn_log: TurnLogConfig | None = None) -> None:
+    def __init__(
+        self,
+        auth: AuthConfig | None = None,
+        turn_log: TurnLogConfig | None = None,
+        spend_alerts: Sequence[SpendAlertRule] = (),
+        webhook_url_env: str | None = None,
+        notify: Callable[[SpendAlertTransition], None] | None = None,
+    ) -> None:
+        self._alerts = SpendAlertEvaluator(spend_alerts)
+        self._notify = notify or _notifier(webhook_url_env)
         self._limiter = SlidingWindowLimiter()
         self._ledger = SpendLedger(auth.keys if auth is not None else ())
         self._store = _ledger_store(turn_log) if turn_log is not None else None
@@ -46,9 +64,11 @@ class KeyStore:
         if self._ledger.key_ids and turn_log is not None:
             self._recover(auth, turn_log)
 
-    def configure(self, auth: AuthConfig) -> None:
-        """New keys' limits (a redeploy); spend so far is kept."""
+    def configure(self, auth: AuthConfig, spend_alerts: Sequence[SpendAlertRule] = ()) -> None:
+        """New keys' limits and alert rules (a redeploy); spend so far is kept."""
         self._ledger.configure(auth.keys)
+        if tuple(spend_alerts) != self._alerts.rules:
+            self._alerts = SpendAlertEvaluator(spend_alerts)
 
     # -- rate limits --------------------------------------------------------
 
@@ -67,7 +87,7 @@ class KeyStore:
 
     def charge(self, key_id: str, usd: float, at_s: float, request_id: str, timestamp_us: int) -> Allowance | None:
         """Charge a finished turn (plain arguments: cheaper to send than a dataclass)."""
-        return self._ledger.charge(Charge(key_id, usd, at_s, (request_id, timestamp_us)))
+        return self._alerted(self._ledger.charge(Charge(key_id, usd, at_s, (request_id, timestamp_us))))
 
     def top_up(self, key_id: str, amount_usd: float) -> Allowance | None:
         """Add to a key's credit: stored beside the turn log first, then
@@ -79,7 +99,13 @@ class KeyStore:
             self._store.append(LedgerEntry.top_up(key_id, amount_usd))
         else:
             log.warning("turn_log.sink is none: the top-up of key %s is not stored and will not survive a restart", key_id)
-        return self._ledger.top_up(key_id, amount_usd)
+        return self._alerted(self._ledger.top_up(key_id, amount_usd))
+
+    def _alerted(self, allowance: Allowance | None) -> Allowance | None:
+        if allowance is not None and self._alerts.rules:
+            for transition in self._alerts.observe(allowance.key_id, _shares_used(allowance)):
+                self._notify(transition)
+        return allowance
 
     def ping(self) -> bool:
         return True
@@ -108,8 +134,12 @@ def get_or_create_keystore(config: RouterConfig) -> "ray.actor.ActorHandle":
     """The keystore for this cluster: created once, found by name afterwards
     (and then given this config's key limits)."""
     options = config.deployments
-    keystore = named_actor(KeyStore, options.keystore_name, options.tracker_namespace, config.auth, config.turn_log)
-    ray.get(keystore.configure.remote(config.auth))
+    rules = [SpendAlertRule(**rule.model_dump()) for rule in config.metrics.spend_alerts]
+    keystore = named_actor(
+        KeyStore, options.keystore_name, options.tracker_namespace,
+        config.auth, config.turn_log, rules, config.metrics.webhook_url_env,
+    )
+    ray.get(keystore.configure.remote(config.auth, rules))
     return keystore
 
 
@@ -140,3 +170,18 @@ def _s3_options(turn_log: TurnLogConfig) -> dict:
 def _ledger_store(turn_log: TurnLogConfig) -> LedgerStore | None:
     source = _turn_log_source(turn_log)
     return None if source is None else LedgerStore(source, **_s3_options(turn_log))
+
+
+def _shares_used(allowance: Allowance) -> dict[str, float | None]:
+    """What ``budget_used`` and ``credit_used`` measure (None: no such limit)."""
+    budget = allowance.budget_usd
+    credit = allowance.credit_usd
+    return {
+        "budget_used": allowance.period_spend_usd / budget if budget else None,
+        "credit_used": (credit - allowance.credit_remaining_usd) / credit if credit else None,
+    }
+
+
+def _notifier(webhook_url_env: str | None) -> Callable[[SpendAlertTransition], None]:
+    url = os.environ.get(webhook_url_env) if webhook_url_env else None
+    return WebhookNotifier(url, source="nemo-router keystore").notify if url else log_transition

@@ -330,6 +330,14 @@ class RouterConfig(_Frozen):
         return self
 
     @model_validator(mode="after")
+    def _spend_alerts_name_keys(self) -> "RouterConfig":
+        metered = {key.name for key in self.auth.keys if key.metered}
+        for rule in self.metrics.spend_alerts:
+            if rule.key != "*" and rule.key not in metered:
+                raise ValueError(f"spend alert on {rule.key!r}, which is not a key with a credit_usd or budget_usd")
+        return self
+
+    @model_validator(mode="after")
     def _fallbacks_exist(self) -> "RouterConfig":
         for group_name, group in self.model_groups.items():
             for fallback in group.fallbacks:

@@ -2,7 +2,8 @@
 ``insufficient_quota`` (the official ``openai`` client's RateLimitError)
 once its turns have spent it, across two ingress replicas; the spend
 survives a restart of the router and of its keystore (rebuilt from the turn
-log); an admin top-up lets the key go on, and survives a restart too.
+log); an admin top-up lets the key go on, and survives a restart too. A
+spend alert (credit 50 % used) reaches the webhook.
 
 The test runs its own app on the shared Serve instance (route prefix
 ``/credits-N``, its own tracker and keystore), priced like the catalog's
@@ -28,6 +29,7 @@ USER = [{"role": "user", "content": "hi"}]
 
 
 def credits_config(simulator, turn_log_path):
+    from conftest import WEBHOOK_ENV
     from router.config import parse_config
     from router.keys import hash_key
 
@@ -38,7 +40,11 @@ def credits_config(simulator, turn_log_path):
             "turn_log": {"sink": "local", "path": str(turn_log_path), "flush_interval_s": 0.2},
             "deployments": {"tracker_name": "nemo-tracker-credits", "keystore_name": KEYSTORE, "ingress_replicas": 2},
             "cache": {"enabled": False},
-            "metrics": {"enabled": False},
+            "metrics": {
+                "enabled": False,
+                "webhook_url_env": WEBHOOK_ENV,
+                "spend_alerts": [{"metric": "credit_used", "threshold": 0.5, "key": "trial", "name": "trial-half-spent"}],
+            },
             "auth": {
                 "keys": [{"name": "trial", "hash": hash_key(TRIAL_KEY), "credit_usd": CREDIT_USD}],
                 "admin_key_hash": hash_key(ADMIN_KEY),
@@ -123,7 +129,7 @@ def me(base: str) -> dict:
     return response.json()
 
 
-def test_credit_is_spent_refused_survives_a_restart_and_is_topped_up(router, simulator, tmp_path):
+def test_credit_is_spent_refused_survives_a_restart_and_is_topped_up(router, simulator, webhook, tmp_path):
     import openai
 
     config = credits_config(simulator, tmp_path)
@@ -143,6 +149,7 @@ def test_credit_is_spent_refused_survives_a_restart_and_is_topped_up(router, sim
         assert standing["name"] == "trial" and standing["models"] == ["*"] and standing["metered"] is True
         assert standing["credit_remaining_usd"] <= 0 < standing["period_spend_usd"]
         spent = standing["period_spend_usd"]
+        wait_until(lambda: any("trial-half-spent" in t and "FIRING" in t for t in webhook_texts(webhook)), "the spend alert is posted")
 
         base = restart(config, router, tmp_path, 2, turns_logged=len(served))
         client = openai.OpenAI(base_url=f"{base}/v1", api_key=TRIAL_KEY, max_retries=0)
@@ -179,6 +186,10 @@ def test_credit_is_spent_refused_survives_a_restart_and_is_topped_up(router, sim
             import ray
 
             ray.kill(ray.get_actor(KEYSTORE, namespace="nemo-router"), no_restart=True)
+
+
+def webhook_texts(webhook) -> list[str]:
+    return [r.json()["text"] for r in webhook.requests if r.path == "/slack-hook"]
 
 
 def succeeds(client) -> bool:
