@@ -64,7 +64,12 @@ def test_the_ledger_works_on_s3_beside_the_turn_log(monkeypatch):
         entry = LedgerEntry.top_up("trial", 1.25, at=T0)
         LedgerStore(url, endpoint_url=s3.endpoint_url, region="us-east-1").append(entry)
         assert LedgerStore(url, endpoint_url=s3.endpoint_url, region="us-east-1").read() == [entry]
-        assert [r.request_id for r in read_spend(url, endpoint_url=s3.endpoint_url, region="us-east-1")] == ["r1"]
+        options = {"endpoint_url": s3.endpoint_url, "region": "us-east-1"}
+        assert [r.request_id for r in read_spend(url, **options)] == ["r1"]
+        assert [r.request_id for r in read_spend(url, since=T0 - timedelta(minutes=5), **options)] == ["r1"]
+        assert read_spend(url, since=T0 + timedelta(minutes=5), **options) == []
+        projected = read_turn_log(url, since=T0 - timedelta(minutes=5), columns=["cost_usd", "request_id"], **options)
+        assert projected.column_names == ["request_id", "cost_usd"] and projected.num_rows == 1
 
 
 def test_a_new_keystore_rebuilds_spend_and_top_ups_from_storage(tmp_path):

@@ -119,8 +119,8 @@ class LedgerStore:
 def read_spend(source: str | Path, *, since: datetime | None = None, region: str | None = None,
                endpoint_url: str | None = None, client: Any = None) -> list[SpendRow]:
     """Every turn with a key and a cost in the turn log at ``source`` (from ``since``)."""
-    table = read_turn_log(source, since=since, region=region, endpoint_url=endpoint_url, client=client)
-    table = table.select(["api_key_id", "cost_usd", "timestamp", "request_id"])
+    table = read_turn_log(source, since=since, region=region, endpoint_url=endpoint_url, client=client,
+                          columns=("request_id", "timestamp", "api_key_id", "cost_usd"))
     rows = []
     for row in table.to_pylist():
         if row["api_key_id"] is None or not row["cost_usd"]:

@@ -76,7 +76,3 @@ class AllowanceCache:
     def get(self, key_id: str) -> Allowance | None:
         copy = self._copies.get(key_id)
         return None if copy is None else copy.allowance
-
-    def forget(self) -> None:
-        """Drop every copy (the keystore was replaced: versions restart)."""
-        self._copies.clear()
