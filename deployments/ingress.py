@@ -22,6 +22,7 @@ from ray import serve
 from ray.exceptions import NodeDiedError, RayActorError, RayError, WorkerCrashedError
 from ray.serve.exceptions import ReplicaUnavailableError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.background import BackgroundTask
 
 from router.catalog import load_catalog, model_card
 from router.config import RouterConfig
@@ -499,10 +500,10 @@ class Ingress:
         if isinstance(result, TurnFailure):
             return JSONResponse(result.error, status_code=result.http_status)
         head, payload = result
-        if head.cost_usd:
-            self._spend.charge(turn, head.cost_usd)
         headers = _turn_headers(turn, head, plan_s, time.perf_counter() - dispatched)
-        return Response(payload, media_type="application/json", headers=headers)
+        # A metered key's charge goes out once the reply has been sent.
+        charge = BackgroundTask(self._spend.charge_soon, turn, head.cost_usd) if head.cost_usd else None
+        return Response(payload, media_type="application/json", headers=headers, background=charge)
 
     async def _complete_once(self, turn: TurnRequest, guard: TurnGuard):
         """A non-streamed turn (a lost caller replaced once, as for streams)."""

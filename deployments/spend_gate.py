@@ -79,6 +79,10 @@ class SpendGate:
         task = asyncio.ensure_future(self._settle(key_id, ref))
         self._pending[key_id] = task
 
+    async def charge_soon(self, turn: TurnRequest, cost_usd: float) -> None:
+        """``charge``, as a response's background task (run once it is sent)."""
+        self.charge(turn, cost_usd)
+
     async def me(self, key: KeyInfo) -> Allowance | None:
         """The key's standing, fresh from the keystore (None: not metered)."""
         return await self._ask(key.key_id, strict=True) if key.metered else None
