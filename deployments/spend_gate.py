@@ -22,7 +22,7 @@ import json
 import logging
 
 import ray
-from ray.exceptions import RayError
+from ray.exceptions import RayActorError, RayError
 
 from router.config import RouterConfig
 from router.errors import InvalidRequest
@@ -94,14 +94,9 @@ class SpendGate:
             self._cache.update(allowance)
         return allowance
 
-    def remaining_credit(self, key_id: str) -> float | None:
-        allowance = self._cache.get(key_id)
-        return None if allowance is None else allowance.credit_remaining_usd
-
     async def _ask(self, key_id: str, strict: bool = False) -> Allowance | None:
         try:
-            async with asyncio.timeout(KEYSTORE_TIMEOUT_S):
-                allowance = await self._actor().allowance.remote(key_id)
+            allowance = await self._allowance(key_id)
         except (RayError, TimeoutError, ValueError):
             self._keystore = None
             if strict:
@@ -111,6 +106,19 @@ class SpendGate:
         if allowance is not None:
             self._cache.update(allowance)
         return allowance
+
+    async def _allowance(self, key_id: str) -> Allowance | None:
+        """Asked once more if the handle is to a keystore that is gone (one
+        killed and made anew is found again by name); a read, safe to repeat."""
+        for attempt in range(2):
+            try:
+                async with asyncio.timeout(KEYSTORE_TIMEOUT_S):
+                    return await self._actor().allowance.remote(key_id)
+            except RayActorError:
+                self._keystore = None
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
 
     async def _settle(self, key_id: str, ref) -> None:
         try:
