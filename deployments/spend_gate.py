@@ -20,6 +20,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+from collections.abc import Callable
+from typing import Any
 
 import ray
 from ray.exceptions import RayActorError, RayError
@@ -38,10 +41,13 @@ CHARGE_WAIT_S = 0.5  # the most a turn waits for its key's previous charge
 
 
 class SpendGate:
-    def __init__(self, config: RouterConfig):
-        self._name = config.deployments.keystore_name
-        self._namespace = config.deployments.tracker_namespace
-        self._cache = AllowanceCache()
+    """``lookup()`` finds the keystore actor (default: by its configured name);
+    tests pass a stand-in whose methods have ``.remote`` returning awaitables."""
+
+    def __init__(self, config: RouterConfig, lookup: Callable[[], Any] | None = None, clock: Callable[[], float] = time.time):
+        deployments = config.deployments
+        self._lookup = lookup or (lambda: ray.get_actor(deployments.keystore_name, namespace=deployments.tracker_namespace))
+        self._cache = AllowanceCache(clock=clock)
         self._pending: dict[str, asyncio.Future] = {}  # key id -> its latest charge on its way
         self._keystore = None
 
@@ -135,7 +141,7 @@ class SpendGate:
 
     def _actor(self):
         if self._keystore is None:
-            self._keystore = ray.get_actor(self._name, namespace=self._namespace)
+            self._keystore = self._lookup()
         return self._keystore
 
 
