@@ -52,7 +52,7 @@ from deployments.dispatch import LocalDispatch, RemoteDispatch
 from deployments.http_app import openai_api
 from deployments.planner import TRACKER_TIMEOUT_S, Planner
 from deployments.reporter import OutcomeReporter
-from deployments.spend_gate import SpendGate, credit_header, me_json, top_up_amount
+from deployments.spend_gate import KEYSTORE_ERRORS, SpendGate, credit_header, me_json, top_up_amount
 from deployments.turn_log import turn_record
 
 __all__ = ["Ingress", "ingress_deployment"]
@@ -214,7 +214,7 @@ class Ingress:
         key = self._keys.authenticate(request.headers.get("authorization"))
         try:
             allowance = await self._spend.me(key)
-        except (RayError, TimeoutError, ValueError):
+        except KEYSTORE_ERRORS:
             raise StarletteHTTPException(503, "the keystore is not reachable; try again") from None
         return me_json(key, allowance)
 
@@ -226,7 +226,7 @@ class Ingress:
         amount = top_up_amount(await self._read_body(request))
         try:
             allowance = await self._spend.top_up(name, amount)
-        except (RayError, TimeoutError, ValueError):
+        except KEYSTORE_ERRORS:
             raise StarletteHTTPException(503, "the top-up could not be stored; nothing was added") from None
         if allowance is None:
             raise StarletteHTTPException(404, f"no key named {name!r} has a credit_usd to top up")

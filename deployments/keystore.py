@@ -139,7 +139,13 @@ def get_or_create_keystore(config: RouterConfig) -> "ray.actor.ActorHandle":
         KeyStore, options.keystore_name, options.tracker_namespace,
         config.auth, config.turn_log, rules, config.metrics.webhook_url_env,
     )
-    ray.get(keystore.configure.remote(config.auth, rules))
+    try:
+        configure = keystore.configure
+    except AttributeError:  # a detached keystore left by an older router outlives redeploys
+        log.warning("keystore %r predates spend control: kill it (ray.kill) to have keys' credits and budgets enforced",
+                    options.keystore_name)
+        return keystore
+    ray.get(configure.remote(config.auth, rules))
     return keystore
 
 

@@ -32,12 +32,15 @@ from router.errors import InvalidRequest
 from router.keys import Allowance, AllowanceCache, Decision, InsufficientQuota, KeyInfo, turn_ref
 from router.turn import TurnRequest
 
-__all__ = ["SpendGate", "KEYSTORE_TIMEOUT_S", "CHARGE_WAIT_S", "credit_header", "me_json", "top_up_amount"]
+__all__ = ["SpendGate", "KEYSTORE_ERRORS", "KEYSTORE_TIMEOUT_S", "CHARGE_WAIT_S", "credit_header", "me_json", "top_up_amount"]
 
 log = logging.getLogger(__name__)
 
 KEYSTORE_TIMEOUT_S = 1.0
 CHARGE_WAIT_S = 0.5  # the most a turn waits for its key's previous charge
+# What an unreachable keystore raises: gone or not made yet (ValueError from
+# the lookup), slow, or one left by an older router without these methods.
+KEYSTORE_ERRORS = (RayError, TimeoutError, ValueError, AttributeError)
 
 
 class SpendGate:
@@ -78,7 +81,7 @@ class SpendGate:
         request_id, timestamp_us = turn_ref(turn.request_id, turn.received_at)
         try:
             ref = self._actor().charge.remote(key_id, cost_usd, turn.received_at, request_id, timestamp_us)
-        except (RayError, ValueError):
+        except KEYSTORE_ERRORS:
             log.warning("keystore unavailable; turn of key %s not charged", key_id, exc_info=True)
             self._keystore = None
             return
@@ -103,7 +106,7 @@ class SpendGate:
     async def _ask(self, key_id: str, strict: bool = False) -> Allowance | None:
         try:
             allowance = await self._allowance(key_id)
-        except (RayError, TimeoutError, ValueError):
+        except KEYSTORE_ERRORS:
             self._keystore = None
             if strict:
                 raise
