@@ -23,7 +23,7 @@ from nemo_turnlog.alerts import AlertRule
 from deployments.cache_actor import get_or_create_cache_actor
 from deployments.caller import caller_deployment
 from deployments.health import start_health_prober
-from deployments.keystore import get_or_create_keystore
+from deployments.keystore import get_or_create_keystore, keystore_needed
 from deployments.metrics_hub import get_or_create_metrics_hub
 from deployments.ingress import ingress_deployment
 from deployments.tracker import get_or_create_tracker
@@ -38,7 +38,7 @@ def build_app(config: RouterConfig) -> Application:
     config = _absolute_paths(config)
     tracker = get_or_create_tracker(config)
     start_health_prober(config, tracker)
-    if any(key.rate_limit_per_min for key in config.auth.keys):
+    if keystore_needed(config):
         get_or_create_keystore(config)
     if config.metrics.enabled:
         _metrics_hub(config)

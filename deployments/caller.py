@@ -8,6 +8,7 @@ attempts to the tracker and this replica's turn-log writer.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -17,7 +18,7 @@ from ray import serve
 
 from router.catalog import endpoint_prices, load_catalog
 from router.config import RouterConfig
-from router.turn import TurnFailure, TurnHead, TurnRequest, TurnRunner, TurnState
+from router.turn import TurnFailure, TurnHead, TurnRequest, TurnRunner, TurnSettled, TurnState
 from router.turn.pace import ReadPacer
 from nemo_turnlog import LocalParquetSink, S3ParquetSink, SpoolingSink, TurnLogWriter
 from nemo_turnlog.callbacks import FanoutSink
@@ -62,15 +63,34 @@ class ProviderCaller:
             config, self._pool, self._reporter.add, self._emit_turn,
             prices=prices, cache_put=cache_put, cache_entry_bytes=config.cache.max_entry_bytes,
         )
+        # Keys whose turns are charged, and the cost of each of their turns
+        # that has ended, until it is handed to the ingress (turn id -> USD).
+        self._metered = frozenset(key.name for key in config.auth.keys if key.metered)
+        self._costs: dict[str, float] = {}
 
     def open_stream(self, request: TurnRequest) -> CoalescingStream:
         """The turn running in a task of its own, read with coalescing: pieces
         that pile up while this replica is busy leave as one (one Ray object,
         or one socket write in the ingress; ``deployments.coalesce``)."""
         pacer = ReadPacer(self._stream_buffer_bytes)
+        if request.api_key_id in self._metered:
+            return CoalescingStream(self._settled(request, pacer), pacer)
         return CoalescingStream(self._runner.stream(request, pacer), pacer)
 
+    async def _settled(self, request: TurnRequest, pacer: ReadPacer) -> AsyncIterator[TurnHead | TurnFailure | bytes | TurnSettled]:
+        """A metered key's streamed turn, and then what it cost."""
+        try:
+            async for item in self._runner.stream(request, pacer):
+                yield item
+            cost = self._costs.pop(request.turn_id, None)  # the runner emitted the record as it ended
+            if cost:
+                yield TurnSettled(cost)
+        finally:
+            self._costs.pop(request.turn_id, None)
+
     def _emit_turn(self, turn: TurnState) -> None:
+        if turn.cost is not None and turn.request.api_key_id in self._metered:
+            self._costs[turn.request.turn_id] = turn.cost.usd
         self._emit(turn_record(turn))
 
     def _emit(self, record) -> None:
@@ -88,7 +108,16 @@ class ProviderCaller:
             stream.cancel()
 
     async def complete_turn(self, request: TurnRequest) -> tuple[TurnHead, bytes] | TurnFailure:
-        return await self._runner.complete(request)
+        """The turn's result; a metered key's head carries what it cost."""
+        try:
+            result = await self._runner.complete(request)
+            cost = self._costs.pop(request.turn_id, None)
+        finally:
+            self._costs.pop(request.turn_id, None)
+        if cost and not isinstance(result, TurnFailure):
+            head, payload = result
+            return dataclasses.replace(head, cost_usd=cost), payload
+        return result
 
     def record(self, record) -> None:
         """A turn the ingress served itself (a cache hit) joins the turn log

@@ -2,7 +2,7 @@
 
     nemo-router run                      # embedded default: simulated providers, local Parquet log
     nemo-router run --config FILE        # your configuration
-    nemo-router report PATH_OR_S3_URL [--since 1h] [--by model|endpoint|conversation] [--conversation ID] [--format json]
+    nemo-router report PATH_OR_S3_URL [--since 1h] [--by model|endpoint|key|conversation] [--period month] [--conversation ID] [--format json]
 
 Ray Serve reads its tuning flags from the environment when it is imported,
 in every Ray process, so they are set here before anything imports Ray.

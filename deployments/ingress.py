@@ -25,6 +25,7 @@ from ray import serve
 from ray.exceptions import NodeDiedError, RayActorError, RayError, WorkerCrashedError
 from ray.serve.exceptions import ReplicaUnavailableError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.background import BackgroundTask
 
 from router.catalog import load_catalog, model_card
 from router.config import RouterConfig
@@ -46,7 +47,7 @@ from router.response_cache import CachedTurn, cache_key, cache_requested, replay
 from router.routing_state import check_eligible
 from router.sse import DONE_DATA, DONE_EVENT, SSEDecoder, encode_json
 from router.tags import parse_tags
-from router.turn import TurnFailure, TurnHead, TurnRequest, TurnState, new_turn_id
+from router.turn import TurnFailure, TurnHead, TurnRequest, TurnSettled, TurnState, new_turn_id
 from router.turn.guard import TurnGuard
 from router.turn.resume import resume_point
 from router.turn.stop import LiveTurns
@@ -55,10 +56,10 @@ from deployments.cache_actor import CACHE_ACTOR_NAME, cache_hit_record
 from deployments.caller import ProviderCaller
 from deployments.dispatch import LocalDispatch, RemoteDispatch
 from deployments.http_app import openai_api
-from deployments.keystore import KEYSTORE_NAME
 from deployments.planner import TRACKER_TIMEOUT_S, Planner
 from deployments.reporter import OutcomeReporter
 from deployments.stop import GRACEFUL_SHUTDOWN_POLL_S, SHUTDOWN_MARGIN_S
+from deployments.spend_gate import KEYSTORE_ERRORS, SpendGate, credit_header, me_json, top_up_amount
 from deployments.turn_log import turn_record
 
 __all__ = ["Ingress", "ingress_deployment"]
@@ -224,6 +225,7 @@ class Ingress:
     def _refuse_if_stopping(self) -> None:
         if self._stopping:
             raise RouterStopping("the router is stopping; retry the turn")
+        self._spend = SpendGate(config)
 
     # -- routes -----------------------------------------------------------
 
@@ -288,6 +290,31 @@ class Ingress:
             raise StarletteHTTPException(404, "metrics are disabled in this router's configuration")
         return ray.get_actor(self._config.metrics.hub_name, namespace=self._config.deployments.tracker_namespace)
 
+    @api.get("/v1/me")
+    async def me(self, request: Request) -> dict:
+        """The calling key: its name, models, limits and, for a key with a
+        credit or a budget, what is left and what it spent this period."""
+        key = self._keys.authenticate(request.headers.get("authorization"))
+        try:
+            allowance = await self._spend.me(key)
+        except KEYSTORE_ERRORS:
+            raise StarletteHTTPException(503, "the keystore is not reachable; try again") from None
+        return me_json(key, allowance)
+
+    @api.post("/v1/keys/{name}/credit")
+    async def top_up(self, name: str, request: Request) -> dict:
+        """Admin: add ``{"amount_usd": x}`` to a key's credit (stored beside
+        the turn log, replayed on start). The key's standing after it."""
+        self._keys.authenticate_admin(request.headers.get("authorization"))
+        amount = top_up_amount(await self._read_body(request))
+        try:
+            allowance = await self._spend.top_up(name, amount)
+        except KEYSTORE_ERRORS:
+            raise StarletteHTTPException(503, "the top-up could not be stored; nothing was added") from None
+        if allowance is None:
+            raise StarletteHTTPException(404, f"no key named {name!r} has a credit_usd to top up")
+        return {"object": "api_key.credit", "name": name} | allowance.as_json()
+
     @api.get("/v1/routing")
     async def routing(self, request: Request) -> dict:
         self._keys.authenticate_admin(request.headers.get("authorization"))
@@ -310,15 +337,17 @@ class Ingress:
         notes += tuple(conversation_notes)
         self._keys.authorize(key, chat.model)
         await self._admit(key)
+        allowance = await self._spend.admit(key)  # 429 insufficient_quota; no actor call on a known key
+        spend_headers = credit_header(key, allowance)
         tags = _requested_tags(request.headers.get("x-nemo-tags"), raw)
         request_id = _request_id(request)
         ck, cached = await self._cache_lookup(raw, tags, key)
         if cached is not None:
-            return self._replay(cached, chat, request_id, received_at, key, tags, conversation)
+            return _with_headers(self._replay(cached, chat, request_id, received_at, key, tags, conversation), spend_headers)
         turn, plan_s, guard = await self._prepare(
             chat, raw, tags, request_id, received_at, key.key_id, cache_key=ck, notes=notes, conversation=conversation
         )
-        cache_header = {"x-nemo-cache": "miss" if ck else "bypass"}
+        cache_header = {"x-nemo-cache": "miss" if ck else "bypass", **spend_headers}
         if chat.stream:
             return _with_headers(await self._stream(turn, plan_s, guard), cache_header)
         return _with_headers(await self._complete(turn, plan_s, guard), cache_header)
@@ -388,6 +417,8 @@ class Ingress:
             raise TurnFailed(head.http_status, head.error)
         decoder = SSEDecoder()
         async for item in pieces:
+            if type(item) is not bytes:
+                continue
             for event in decoder.feed(item):
                 if event.data and event.data != DONE_DATA:
                     yield json.loads(event.data)
@@ -400,7 +431,7 @@ class Ingress:
             return
         try:
             if self._keystore is None:
-                self._keystore = ray.get_actor(KEYSTORE_NAME, namespace=self._config.deployments.tracker_namespace)
+                self._keystore = ray.get_actor(self._config.deployments.keystore_name, namespace=self._config.deployments.tracker_namespace)
             async with asyncio.timeout(TRACKER_TIMEOUT_S):
                 ok, retry_after_s = await self._keystore.admit.remote(key.key_id, key.rate_limit_per_min)
         except (RayError, TimeoutError, ValueError):
@@ -551,6 +582,8 @@ class Ingress:
                 try:
                     async for piece in generator:
                         if type(piece) is not bytes:
+                            if type(piece) is TurnSettled:
+                                self._spend.charge(turn, piece.cost_usd)
                             piece = _item_bytes(piece)
                             if not piece:
                                 continue
@@ -588,7 +621,9 @@ class Ingress:
             return JSONResponse(result.error, status_code=result.http_status)
         head, payload = result
         headers = _turn_headers(turn, head, plan_s, time.perf_counter() - dispatched)
-        return Response(payload, media_type="application/json", headers=headers)
+        # A metered key's charge goes out once the reply has been sent.
+        charge = BackgroundTask(self._spend.charge_soon, turn, head.cost_usd) if head.cost_usd else None
+        return Response(payload, media_type="application/json", headers=headers, background=charge)
 
     async def _complete_once(self, turn: TurnRequest, guard: TurnGuard):
         """A non-streamed turn (a lost caller replaced once, as for streams)."""

@@ -294,6 +294,8 @@ class DeploymentConfig(_Frozen):
     ingress_max_ongoing_requests: int = Field(default=1000, ge=1)
     tracker_name: str = "nemo-latency-tracker"
     tracker_namespace: str = "nemo-router"
+    # The actor holding rate-limit windows and keys' spend (deployments.keystore).
+    keystore_name: str = "nemo-keystore"
     report_interval_s: float = Field(default=0.05, gt=0)
     # Measured alternatives to the design card's shape (benchmarks/compare.py;
     # README "Performance"). ``planning: snapshot``: the ingress reuses the
@@ -342,6 +344,14 @@ class RouterConfig(_Frozen):
         for rule in self.metrics.alerts:
             if rule.model_group != "*" and rule.model_group not in self.model_groups:
                 raise ValueError(f"alert on unknown model group {rule.model_group!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _spend_alerts_name_keys(self) -> "RouterConfig":
+        metered = {key.name for key in self.auth.keys if key.metered}
+        for rule in self.metrics.spend_alerts:
+            if rule.key != "*" and rule.key not in metered:
+                raise ValueError(f"spend alert on {rule.key!r}, which is not a key with a credit_usd or budget_usd")
         return self
 
     @model_validator(mode="after")

@@ -107,6 +107,20 @@ class AlertRuleConfig(_Frozen):
     name: str = ""
 
 
+class SpendAlertConfig(_Frozen):
+    """Fire when a key (``*``: each metered key) has used ``threshold`` (a
+    share: 0.8 = 80 %) of its period's budget (``budget_used``) or of its
+    credit (``credit_used``); resolve when it drops below (a new period, a
+    top-up). Evaluated by the keystore as the key is charged; posted to the
+    same webhook as the latency alerts."""
+
+    metric: Literal["budget_used", "credit_used"]
+    threshold: float = Field(gt=0, allow_inf_nan=False)
+    key: str = "*"
+    cooldown_s: float = Field(default=0.0, ge=0)
+    name: str = ""
+
+
 class MetricsConfig(_Frozen):
     """Rolling p50/p99 per model group and endpoint, held by one hub actor
     that caller replicas report to every ``report_interval_s``; alerts are
@@ -121,6 +135,7 @@ class MetricsConfig(_Frozen):
     evaluate_interval_s: float = Field(default=5.0, gt=0)
     webhook_url_env: str = "NEMO_ALERT_WEBHOOK_URL"
     alerts: tuple[AlertRuleConfig, ...] = ()
+    spend_alerts: tuple[SpendAlertConfig, ...] = ()
 
     @model_validator(mode="after")
     def _windows_fit(self) -> "MetricsConfig":

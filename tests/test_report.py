@@ -184,3 +184,25 @@ def test_unreadable_sources_exit_1_and_bad_arguments_2(s3, tmp_path, capsys):
 def test_error_rate_is_a_fraction_of_turns():
     (row,) = build_report(records_to_table(known_turns()[:6]), since_s=None, by="model", now=NOW)
     assert math.isclose(row["error_rate"] * row["turns"], row["errors"])
+
+
+def test_by_key_gives_spend_per_key_and_period(tmp_path, capsys):
+    turns = [
+        turn("k1", 60 * 24 * 40, api_key_id="trial", cost_usd=0.5),  # December 2024
+        turn("k2", 60 * 10, api_key_id="trial", cost_usd=0.25),  # 30 January
+        turn("k3", 30, api_key_id="trial", cost_usd=0.125),  # 31 January
+        turn("k4", 20, api_key_id="plan", cost_usd=1.0),
+        turn("k5", 10, api_key_id=None),
+    ]  # fmt: skip
+    LocalParquetSink(tmp_path, "r1").write(turns)
+    by_month = run_json(capsys, [str(tmp_path), "--since", "all", "--by", "key", "--format", "json"])
+    assert [(r["api_key_id"], r["period"], r["turns"], r["cost_usd"]) for r in by_month] == [
+        ("plan", "2025-01", 1, 1.0), ("trial", "2024-12", 1, 0.5), ("trial", "2025-01", 2, 0.375), (None, "2025-01", 1, None),
+    ]  # fmt: skip
+    by_day = run_json(capsys, [str(tmp_path), "--since", "2d", "--by", "key", "--period", "day", "--format", "json"])
+    assert [(r["api_key_id"], r["period"], r["cost_usd"]) for r in by_day if r["api_key_id"] == "trial"] == [
+        ("trial", "2025-01-30", 0.25), ("trial", "2025-01-31", 0.125),
+    ]  # fmt: skip
+    assert main([str(tmp_path), "--since", "all", "--by", "key"], now=NOW) == 0
+    header, first = capsys.readouterr().out.splitlines()[:2]
+    assert header.split()[:3] == ["api_key_id", "period", "turns"] and first.split()[:2] == ["plan", "2025-01"]

@@ -5,12 +5,15 @@ model group or endpoint, from the turn log (a folder or ``s3://bucket/prefix``).
     nemo-router report s3://logs/turns --since 24h --by endpoint --format json
     nemo-router report ./turnlog-data --conversation call-42   # one call, turn by turn
     nemo-router report ./turnlog-data --by conversation        # per call (``conversation_report``)
+    nemo-router report ./turnlog-data --since 30d --by key --period month   # spend per key and month
 
 Per group: ``turns``; ``errors`` and ``error_rate`` (turns whose ``status``
 is ``error``; cancelled turns are not errors); TTFT and total latency p50
 and p99 in milliseconds; ``fallbacks`` (sum of ``fallback_count``); prompt
 and completion tokens; ``cost_usd`` when the log has that column (else
-None). Percentiles are nearest-rank over the group's non-null values: the
+None). ``--by key`` groups by the client key's name and the UTC period
+(``--period day`` or ``month``, the default) the turn started in: what each
+key spent per period, as its budget counts it. Percentiles are nearest-rank over the group's non-null values: the
 smallest value with at least p% of the values at or below it, so every
 reported number is an observed one (p99 of 10 turns is the slowest).
 """
@@ -47,7 +50,8 @@ __all__ = [
 
 DESCRIPTION = "p50/p99 TTFT and total latency, error rate, fallbacks, tokens and cost from the turn log"
 # --by value -> the column grouped on.
-GROUP_COLUMNS = {"model": "model_group", "endpoint": "endpoint"}
+GROUP_COLUMNS = {"model": "model_group", "endpoint": "endpoint", "key": "api_key_id"}
+PERIOD_CHARS = {"day": 10, "month": 7}  # of ``dt`` (YYYY-MM-DD): the period a turn started in
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 
@@ -69,10 +73,11 @@ def nearest_rank(sorted_values: Sequence[float], percent: int) -> float | None:
     return sorted_values[max(math.ceil(percent * len(sorted_values) / 100), 1) - 1]
 
 
-def build_report(table: pa.Table, *, since_s: float | None, by: str, now: datetime) -> list[dict[str, Any]]:
+def build_report(table: pa.Table, *, since_s: float | None, by: str, now: datetime, period: str = "month") -> list[dict[str, Any]]:
     """One dict per group, sorted by group (a group of None, e.g. turns no
     endpoint served, last). Each dict's first key is the grouped column
-    (``model_group`` or ``endpoint``), then the numbers in the module docstring.
+    (``model_group``, ``endpoint`` or ``api_key_id``; by key, then
+    ``period``), then the numbers in the module docstring.
 
     Keeps turns with ``timestamp >= now - since_s`` (all when ``since_s`` is
     None); ``now`` is a tz-aware datetime (naive is taken as UTC).
@@ -82,14 +87,27 @@ def build_report(table: pa.Table, *, since_s: float | None, by: str, now: dateti
         cutoff = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
         cutoff = pa.scalar(cutoff - timedelta(seconds=since_s), type=table.schema.field("timestamp").type)
         table = table.filter(pc.greater_equal(table["timestamp"], cutoff))
-    keys = pc.unique(table[column]).to_pylist()
-    keys.sort(key=lambda key: (key is None, key or ""))
     with_cost = "cost_usd" in table.column_names
     rows = []
-    for key in keys:
-        mask = pc.is_null(table[column]) if key is None else pc.equal(table[column], key)
-        rows.append({column: key, **_group_numbers(table.filter(mask), with_cost)})
+    for key in _sorted_keys(table[column]):
+        group = table.filter(_equal(table[column], key))
+        if by != "key":
+            rows.append({column: key, **_group_numbers(group, with_cost)})
+            continue
+        periods = pc.utf8_slice_codeunits(group["dt"], 0, PERIOD_CHARS[period])
+        for when in _sorted_keys(periods):
+            rows.append({column: key, "period": when, **_group_numbers(group.filter(_equal(periods, when)), with_cost)})
     return rows
+
+
+def _sorted_keys(values: pa.ChunkedArray) -> list:
+    keys = pc.unique(values).to_pylist()
+    keys.sort(key=lambda key: (key is None, key or ""))
+    return keys
+
+
+def _equal(values: pa.ChunkedArray, key: Any) -> pa.ChunkedArray:
+    return pc.is_null(values) if key is None else pc.equal(values, key)
 
 
 def _group_numbers(rows: pa.Table, with_cost: bool) -> dict[str, Any]:
@@ -141,15 +159,16 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     cost column only when some row has a cost."""
     if not rows:
         return "no turns in the selected window"
-    group = next(iter(rows[0]))
+    groups = list(rows[0])[: list(rows[0]).index("turns")]
     columns = [c for c in _TABLE_COLUMNS if c[0] != "cost_usd" or any(r["cost_usd"] is not None for r in rows)]
-    header = [group] + [title for _, title, _ in columns]
-    body = [[_cell(row[group], "{}")] + [_cell(row[key], fmt) for key, _, fmt in columns] for row in rows]
+    header = groups + [title for _, title, _ in columns]
+    body = [[_cell(row[g], "{}") for g in groups] + [_cell(row[key], fmt) for key, _, fmt in columns] for row in rows]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
-        first = cells[0].ljust(widths[0])
-        return "  ".join([first] + [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True)])
+        left = [cell.ljust(width) for cell, width in zip(cells[: len(groups)], widths, strict=False)]
+        right = [cell.rjust(width) for cell, width in zip(cells[len(groups):], widths[len(groups):], strict=True)]
+        return "  ".join(left + right)
 
     return "\n".join([line(header), *(line(cells) for cells in body)])
 
@@ -168,7 +187,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--by",
         choices=sorted([*GROUP_COLUMNS, "conversation"]),
         default="model",
-        help="group by model group (default), endpoint, or conversation (per call: p50/p99 TTFT, the slowest turn)",
+        help="group by model group (default), endpoint, client key and period, or conversation (per call: p50/p99 TTFT, the slowest turn)",
+    )
+    parser.add_argument(
+        "--period", choices=sorted(PERIOD_CHARS), default="month", help="with --by key: spend per day or month (default)"
     )
     parser.add_argument("--conversation", default=None, metavar="ID", help="print one conversation turn by turn")
     parser.add_argument("--format", choices=["table", "json"], default="table", dest="output_format")
@@ -198,7 +220,7 @@ def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
         rows = conversation_report.conversation_summaries(table)
         print(json.dumps(rows, indent=2) if as_json else conversation_report.format_summaries(rows))
     else:
-        rows = build_report(table, since_s=args.since, by=args.by, now=now)
+        rows = build_report(table, since_s=args.since, by=args.by, now=now, period=args.period)
         print(json.dumps(rows, indent=2) if as_json else format_table(rows))
     return 0
 

@@ -7,6 +7,9 @@ admin key's hash. Frozen, unknown keys rejected, like the rest of the config.
           hash: sha256:9f86d0...          # `nemo-router hash-key`
           models: [voice-fast, "gpt-4o*"] # groups / catalog names, globs; default ["*"]
           rate_limit_per_min: 600         # turns per minute, all replicas; default none
+          credit_usd: 5.0                 # a balance turns draw down; never resets; default none
+          budget_usd: 100.0               # spend per period, reset at its start (UTC); default none
+          period: month                   # day | month; the budget's period; default month
       admin_key_hash: sha256:...          # guards /v1/routing, reload; default none
 
 With no ``keys`` the router is open (every turn is let in as ``anonymous``);
@@ -14,6 +17,8 @@ the ingress should say so at start-up.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -34,12 +39,36 @@ class _Frozen(BaseModel):
 class ApiKeyConfig(_Frozen):
     """One client key. ``models``: group or catalog names it may use, as
     ``fnmatch`` patterns (``*`` for all). ``rate_limit_per_min``: turns per
-    sliding 60 s window across every ingress replica, None for no limit."""
+    sliding 60 s window across every ingress replica, None for no limit.
+
+    Spend (USD, charged with each turn's ``cost_usd``; ``router.keys.ledger``):
+    ``credit_usd`` a balance that turns draw down and admin top-ups add to,
+    never reset; ``budget_usd`` what the key may spend per ``period`` (``day``
+    or ``month``, starting at 00:00 UTC; ``month`` if not given). None: no
+    such limit. ``period`` without ``budget_usd`` is an error."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")
     hash: str
     models: tuple[str, ...] = Field(default=("*",), min_length=1)
     rate_limit_per_min: int | None = Field(default=None, ge=1)
+    credit_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    budget_usd: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    period: Literal["day", "month"] | None = None
+
+    @model_validator(mode="after")
+    def _period_needs_budget(self) -> "ApiKeyConfig":
+        if self.period is not None and self.budget_usd is None:
+            raise ValueError("period is the budget's period: set budget_usd too")
+        return self
+
+    @property
+    def budget_period(self) -> Literal["day", "month"]:
+        return self.period or "month"
+
+    @property
+    def metered(self) -> bool:
+        """Whether turns of this key are charged (it has a credit or a budget)."""
+        return self.credit_usd is not None or self.budget_usd is not None
 
     @field_validator("hash")
     @classmethod

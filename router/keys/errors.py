@@ -5,7 +5,8 @@ error format (the status codes and ``type``/``code`` OpenAI itself uses).
     ├── AuthenticationError    401 invalid_request_error / invalid_api_key
     │   └── MissingApiKey      401 invalid_request_error / (no code)
     ├── PermissionDenied       403 invalid_request_error / model_not_allowed
-    └── RateLimited            429 requests / rate_limit_exceeded (+ Retry-After)
+    ├── RateLimited            429 requests / rate_limit_exceeded (+ Retry-After)
+    └── InsufficientQuota      429 insufficient_quota / insufficient_quota
 
 No message ever quotes the presented key, masked or not.
 """
@@ -16,7 +17,7 @@ import math
 
 from router.errors import ClientError
 
-__all__ = ["AuthenticationError", "MissingApiKey", "PermissionDenied", "RateLimited"]
+__all__ = ["AuthenticationError", "MissingApiKey", "PermissionDenied", "RateLimited", "InsufficientQuota"]
 
 
 class AuthenticationError(ClientError):
@@ -66,3 +67,19 @@ class RateLimited(ClientError):
     def headers(self) -> dict[str, str]:
         """``Retry-After`` in whole seconds (rounded up, at least 1)."""
         return {"retry-after": str(max(1, math.ceil(self.retry_after_s)))}
+
+
+class InsufficientQuota(ClientError):
+    """The key's credit or its period's budget is spent. OpenAI's own error for
+    an account out of quota (429, ``insufficient_quota``), which the ``openai``
+    client raises as ``RateLimitError`` and does not retry."""
+
+    http_status = 429
+    error_type = "insufficient_quota"
+    code = "insufficient_quota"
+
+    def __init__(self, key_name: str, what: str):
+        super().__init__(
+            f"API key '{key_name}' has used up its {what}. Ask the router's operator for a top-up "
+            "or wait for the next budget period; GET /v1/me shows what is left."
+        )

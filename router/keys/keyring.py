@@ -32,6 +32,8 @@ class KeyInfo:
     fingerprint: str
     models: tuple[str, ...] = ("*",)
     rate_limit_per_min: int | None = None
+    metered: bool = False  # turns are charged: the key has a credit or a budget
+    has_credit: bool = False  # responses carry ``x-nemo-credit-remaining``
 
     @property
     def key_id(self) -> str:
@@ -57,7 +59,7 @@ class KeyRing:
 
     def __init__(self, config: AuthConfig):
         self._entries = tuple(
-            _Entry(_digest(k.hash), KeyInfo(k.name, fingerprint(k.hash), k.models, k.rate_limit_per_min))
+            _Entry(_digest(k.hash), KeyInfo(k.name, fingerprint(k.hash), k.models, k.rate_limit_per_min, k.metered, k.credit_usd is not None))
             for k in config.keys
         )
         self._admin = _digest(config.admin_key_hash) if config.admin_key_hash else None

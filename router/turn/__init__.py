@@ -9,7 +9,7 @@ deployments are shells that feed it requests and move its bytes.
 
 from router.turn.relay import ContinuationRelay, PassThroughRelay
 from router.turn.runner import TurnRunner
-from router.turn.state import Resume, TurnFailure, TurnHead, TurnRequest, TurnState, new_turn_id
+from router.turn.state import Resume, TurnFailure, TurnHead, TurnRequest, TurnSettled, TurnState, new_turn_id
 from router.turn.transport import UpstreamTransport
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "TurnHead",
     "TurnRequest",
     "TurnRunner",
+    "TurnSettled",
     "TurnState",
     "UpstreamTransport",
     "new_turn_id",

@@ -2,7 +2,8 @@
 back first, and the turn's own accounting.
 
 ``TurnRequest`` is what the ingress hands a provider-caller; ``TurnHead`` and
-``TurnFailure`` are the first item that comes back (``router.turn.runner``).
+``TurnFailure`` are the first item that comes back (``router.turn.runner``);
+``TurnSettled`` is the last one, for turns charged to a key.
 ``TurnState`` is the turn's accounting while it runs: every attempt (as an
 ``AttemptOutcome``, for the tracker and the turn log), what was served, and
 the notes a provider adapter left. The shell turns a finished ``TurnState``
@@ -26,7 +27,7 @@ from router.stream_watch import Usage
 from router.turn.pace import ReadPacer
 from router.turn.stop import TurnStop
 
-__all__ = ["TurnHead", "TurnFailure", "TurnRequest", "TurnState", "new_turn_id"]
+__all__ = ["TurnHead", "TurnFailure", "TurnRequest", "TurnSettled", "TurnState", "new_turn_id"]
 
 
 def new_turn_id() -> str:
@@ -44,6 +45,16 @@ class TurnHead:
     model: str
     caller_received_at: float  # wall clock, s: when the caller got the turn
     upstream_ttft_s: float  # from the served attempt's start to its first token
+    # A non-streamed turn of a metered key: what it cost (USD), to charge the key.
+    cost_usd: float | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class TurnSettled:
+    """The last item of a streamed turn of a metered key that was priced: what
+    it cost (USD), for the ingress to charge the key. Never sent to the client."""
+
+    cost_usd: float
 
 
 @dataclass(slots=True, frozen=True)

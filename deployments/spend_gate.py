@@ -1,0 +1,179 @@
+"""``SpendGate``: an ingress replica's side of keys' credits and budgets.
+
+    allowance = await gate.admit(key)              # before the turn; InsufficientQuota (429) if spent
+    gate.charge(turn, cost_usd)                    # when the turn has ended; never waits
+    await gate.me(key) / await gate.top_up(name, usd)
+
+Admission reads the replica's ``AllowanceCache`` (``router.keys.allowance``):
+no actor call for a key whose copy says it may go on. The keystore actor is
+asked only for a key this replica has not seen yet, or one whose copy says
+it is spent (at most once a second, and again when its period ends). Each
+charge is sent when its turn ends and its reply lands in the cache in the
+background; a key's next turn waits for a charge still on its way (usually
+long back by then), which is what bounds overspending to one turn per turn
+running. An unreachable keystore admits the turn (a caller should not hear
+silence over a ledger) and is looked up again on the next call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError, RayError
+
+from router.config import RouterConfig
+from router.errors import InvalidRequest
+from router.keys import Allowance, AllowanceCache, Decision, InsufficientQuota, KeyInfo, turn_ref
+from router.turn import TurnRequest
+
+__all__ = ["SpendGate", "KEYSTORE_ERRORS", "KEYSTORE_TIMEOUT_S", "CHARGE_WAIT_S", "credit_header", "me_json", "top_up_amount"]
+
+log = logging.getLogger(__name__)
+
+KEYSTORE_TIMEOUT_S = 1.0
+CHARGE_WAIT_S = 0.5  # the most a turn waits for its key's previous charge
+# What an unreachable keystore raises: gone or not made yet (ValueError from
+# the lookup), slow, or one left by an older router without these methods.
+KEYSTORE_ERRORS = (RayError, TimeoutError, ValueError, AttributeError)
+
+
+class SpendGate:
+    """``lookup()`` finds the keystore actor (default: by its configured name);
+    tests pass a stand-in whose methods have ``.remote`` returning awaitables."""
+
+    def __init__(self, config: RouterConfig, lookup: Callable[[], Any] | None = None, clock: Callable[[], float] = time.time):
+        deployments = config.deployments
+        self._lookup = lookup or (lambda: ray.get_actor(deployments.keystore_name, namespace=deployments.tracker_namespace))
+        self._cache = AllowanceCache(clock=clock)
+        self._pending: dict[str, asyncio.Future] = {}  # key id -> its latest charge on its way
+        self._keystore = None
+
+    async def admit(self, key: KeyInfo) -> Allowance | None:
+        """Let a turn of ``key`` start, or raise ``InsufficientQuota``. The
+        allowance the decision was made on (None: not metered, or unknown)."""
+        if not key.metered:
+            return None
+        pending = self._pending.get(key.key_id)
+        if pending is not None and not pending.done():
+            await asyncio.wait([pending], timeout=CHARGE_WAIT_S)
+        decision = self._cache.decide(key.key_id)
+        if decision is Decision.ASK:
+            allowance = await self._ask(key.key_id)
+            if allowance is None:
+                return None  # keystore unreachable: admitted
+            decision = Decision.ADMIT if allowance.ok else Decision.REFUSE
+        allowance = self._cache.get(key.key_id)
+        if decision is Decision.REFUSE:
+            raise InsufficientQuota(key.name, _spent_part(allowance))
+        return allowance
+
+    def charge(self, turn: TurnRequest, cost_usd: float) -> None:
+        """Charge a finished turn of a metered key; the reply refreshes the cache."""
+        key_id = turn.api_key_id
+        if key_id is None or not cost_usd:
+            return
+        request_id, timestamp_us = turn_ref(turn.request_id, turn.received_at)
+        try:
+            ref = self._actor().charge.remote(key_id, cost_usd, turn.received_at, request_id, timestamp_us)
+        except KEYSTORE_ERRORS:
+            log.warning("keystore unavailable; turn of key %s not charged", key_id, exc_info=True)
+            self._keystore = None
+            return
+        task = asyncio.ensure_future(self._settle(key_id, ref))
+        self._pending[key_id] = task
+
+    async def charge_soon(self, turn: TurnRequest, cost_usd: float) -> None:
+        """``charge``, as a response's background task (run once it is sent)."""
+        self.charge(turn, cost_usd)
+
+    async def me(self, key: KeyInfo) -> Allowance | None:
+        """The key's standing, fresh from the keystore (None: not metered)."""
+        return await self._ask(key.key_id, strict=True) if key.metered else None
+
+    async def top_up(self, key_id: str, amount_usd: float) -> Allowance | None:
+        async with asyncio.timeout(10 * KEYSTORE_TIMEOUT_S):  # stores an entry beside the turn log
+            allowance = await self._actor().top_up.remote(key_id, amount_usd)
+        if allowance is not None:
+            self._cache.update(allowance)
+        return allowance
+
+    async def _ask(self, key_id: str, strict: bool = False) -> Allowance | None:
+        try:
+            allowance = await self._allowance(key_id)
+        except KEYSTORE_ERRORS:
+            self._keystore = None
+            if strict:
+                raise
+            log.warning("keystore unavailable; admitting the turn", exc_info=True)
+            return None
+        if allowance is not None:
+            self._cache.update(allowance)
+        return allowance
+
+    async def _allowance(self, key_id: str) -> Allowance | None:
+        """Asked once more if the handle is to a keystore that is gone (one
+        killed and made anew is found again by name); a read, safe to repeat."""
+        for attempt in range(2):
+            try:
+                async with asyncio.timeout(KEYSTORE_TIMEOUT_S):
+                    return await self._actor().allowance.remote(key_id)
+            except RayActorError:
+                self._keystore = None
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _settle(self, key_id: str, ref) -> None:
+        try:
+            allowance = await ref
+        except RayError:
+            log.warning("charge of a turn of key %s was lost with the keystore", key_id, exc_info=True)
+            self._keystore = None
+            return
+        finally:
+            if self._pending.get(key_id) is asyncio.current_task():
+                del self._pending[key_id]
+        if allowance is not None:
+            self._cache.update(allowance)
+
+    def _actor(self):
+        if self._keystore is None:
+            self._keystore = self._lookup()
+        return self._keystore
+
+
+def credit_header(key: KeyInfo, allowance: Allowance | None) -> dict[str, str]:
+    """``x-nemo-credit-remaining``: the key's credit (USD) when the turn was admitted."""
+    if not key.has_credit or allowance is None or allowance.credit_remaining_usd is None:
+        return {}
+    return {"x-nemo-credit-remaining": f"{allowance.credit_remaining_usd:.6f}"}
+
+
+def me_json(key: KeyInfo, allowance: Allowance | None) -> dict:
+    """``GET /v1/me``: who the key is and, if metered, what it has left."""
+    body = {"object": "api_key", "name": key.name, "models": list(key.models), "rate_limit_per_min": key.rate_limit_per_min}
+    spend = allowance.as_json() if allowance is not None else {}
+    return body | {"metered": allowance is not None} | spend
+
+
+def top_up_amount(body: bytes) -> float:
+    try:
+        amount = json.loads(body or b"{}").get("amount_usd")
+    except (ValueError, AttributeError, RecursionError):
+        raise InvalidRequest("the body must be a JSON object: {\"amount_usd\": number}") from None
+    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0 < amount < 1e9:
+        raise InvalidRequest("amount_usd must be a positive number of US dollars", param="amount_usd")
+    return float(amount)
+
+
+def _spent_part(allowance: Allowance | None) -> str:
+    if allowance is not None and allowance.credit_remaining_usd is not None and allowance.credit_remaining_usd <= 0:
+        return "credit"
+    period = allowance.period if allowance is not None else "month"
+    return f"budget for this {period}"

@@ -1,0 +1,120 @@
+"""The ingress's spend gate over a stand-in keystore (a real ``SpendLedger``
+behind awaitable ``.remote`` calls, as Ray's handles give): admission from
+the cached copy, the wait for a key's charge on its way, refusals, top-ups,
+and a keystore that is not there. No Ray."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from deployments.spend_gate import SpendGate, credit_header, me_json, top_up_amount
+from router.config import parse_config
+from router.errors import InvalidRequest
+from router.keys import Charge, InsufficientQuota, KeyRing, SpendLedger, hash_key
+from router.simulation import ManualClock
+from router.turn import TurnRequest
+
+NOW = 1_780_000_000.0
+CONFIG = parse_config({
+    "model_groups": {"g": {"endpoints": [{"name": "e", "base_url": "http://127.0.0.1:9/v1", "model": "m"}]}},
+    "auth": {"keys": [
+        {"name": "trial", "hash": hash_key("sk-trial"), "credit_usd": 0.01},
+        {"name": "free", "hash": hash_key("sk-free")},
+    ]},
+})  # fmt: skip
+RING = KeyRing(CONFIG.auth)
+TRIAL, FREE = RING.authenticate("Bearer sk-trial"), RING.authenticate("Bearer sk-free")
+
+
+class Method:
+    def __init__(self, keystore: "FakeKeystore", run):
+        self._keystore, self._run = keystore, run
+
+    def remote(self, *args):
+        self._keystore.calls.append(self._run.__name__)
+        future = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(self._keystore.delay_s, future.set_result, self._run(*args))
+        return future
+
+
+class FakeKeystore:
+    def __init__(self, clock):
+        self.ledger = SpendLedger(CONFIG.auth.keys, clock=clock)
+        self.calls: list[str] = []
+        self.delay_s = 0.0
+        self.allowance = Method(self, self.ledger.allowance)
+        self.top_up = Method(self, self.ledger.top_up)
+        self.charge = Method(self, self._charge)
+
+    def _charge(self, key_id, usd, at_s, request_id, timestamp_us):
+        return self.ledger.charge(Charge(key_id, usd, at_s, (request_id, timestamp_us)))
+
+
+def turn() -> TurnRequest:
+    return TurnRequest("r", "g", ("e",), 1, {}, False, False, received_at=NOW, api_key_id="trial")
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_a_known_key_is_admitted_with_no_keystore_call_and_refused_once_spent():
+    async def scenario():
+        clock = ManualClock(NOW)
+        keystore = FakeKeystore(clock)
+        gate = SpendGate(CONFIG, lookup=lambda: keystore, clock=clock)
+        assert await gate.admit(FREE) is None and keystore.calls == []  # not metered: nothing to ask
+        first = await gate.admit(TRIAL)
+        assert keystore.calls == ["allowance"] and credit_header(TRIAL, first) == {"x-nemo-credit-remaining": "0.010000"}
+        await gate.admit(TRIAL)
+        assert keystore.calls == ["allowance"]  # the cached copy
+        keystore.delay_s = 0.05
+        gate.charge(turn(), 0.02)  # crosses zero; the reply is on its way
+        with pytest.raises(InsufficientQuota) as refused:
+            await gate.admit(TRIAL)  # waited for the reply, then refused on it
+        assert keystore.calls == ["allowance", "_charge"]
+        assert refused.value.http_status == 429 and "credit" in refused.value.message
+        with pytest.raises(InsufficientQuota):
+            await gate.admit(TRIAL)  # still within a second: no call
+        assert keystore.calls == ["allowance", "_charge"]
+        keystore.ledger.top_up("trial", 1.0)  # through another replica
+        clock.advance(1.0)
+        assert (await gate.admit(TRIAL)).ok  # asked again, and let in
+        assert keystore.calls[-1] == "allowance"
+
+    run(scenario())
+
+
+def test_an_unreachable_keystore_admits_and_me_says_so():
+    async def scenario():
+        def gone():
+            raise ValueError("Failed to look up actor")
+
+        gate = SpendGate(CONFIG, lookup=gone)
+        assert await gate.admit(TRIAL) is None
+        gate.charge(turn(), 0.5)  # dropped, with a warning
+        with pytest.raises(ValueError):
+            await gate.me(TRIAL)
+
+    run(scenario())
+
+
+def test_me_and_top_up_bodies():
+    async def scenario():
+        clock = ManualClock(NOW)
+        keystore = FakeKeystore(clock)
+        gate = SpendGate(CONFIG, lookup=lambda: keystore, clock=clock)
+        assert me_json(FREE, await gate.me(FREE)) == {
+            "object": "api_key", "name": "free", "models": ["*"], "rate_limit_per_min": None, "metered": False}
+        topped = await gate.top_up("trial", 0.5)
+        body = me_json(TRIAL, await gate.me(TRIAL))
+        assert body["credit_usd"] == pytest.approx(0.51) and body["credit_remaining_usd"] == pytest.approx(0.51)
+        assert body["period"] == "month" and body["period_spend_usd"] == 0 and topped.credit_usd == pytest.approx(0.51)
+
+    run(scenario())
+    assert top_up_amount(b'{"amount_usd": 2}') == 2.0
+    for bad in (b"[]", b"{", b'{"amount_usd": 0}', b'{"amount_usd": true}', b'{"amount_usd": "5"}', b"[" * 5000):
+        with pytest.raises(InvalidRequest):
+            top_up_amount(bad)
