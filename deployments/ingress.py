@@ -199,6 +199,7 @@ class Ingress:
         self._keystore = None
         self._stopping = False
         self._responding = LiveTurns()  # the turn responses this replica is sending, for a drain
+        self._spend = SpendGate(config)
 
     @contextlib.contextmanager
     def _responding_to(self) -> Iterator[None]:
@@ -225,7 +226,6 @@ class Ingress:
     def _refuse_if_stopping(self) -> None:
         if self._stopping:
             raise RouterStopping("the router is stopping; retry the turn")
-        self._spend = SpendGate(config)
 
     # -- routes -----------------------------------------------------------
 

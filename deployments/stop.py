@@ -32,7 +32,6 @@ import time
 from dataclasses import dataclass, field
 
 import psutil
-import ray
 from ray import serve
 
 from router.config import RouterConfig

@@ -4,7 +4,6 @@ the turn log with the refs the live ledger uses to avoid counting a turn twice."
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import datetime, timedelta, timezone
 
 import pytest
