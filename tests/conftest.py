@@ -246,6 +246,11 @@ def ray_session(webhook):
     # The secrets suite's provider key: workers read keys from their
     # environment, which is fixed when Ray starts.
     os.environ[CANARY_PROVIDER_KEY_ENV] = CANARY_PROVIDER_KEY
+    # As ``nemo-router run`` does: no 30 s wait for load balancers to
+    # deregister an ingress replica Serve stops (each test app's delete).
+    from deployments.local import _apply_local_drain_settings
+
+    _apply_local_drain_settings()
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -134,6 +134,21 @@ def run_until_refused(client, max_turns: int = 8) -> tuple[list, object]:
     raise AssertionError(f"no refusal after {max_turns} turns")
 
 
+def settled_standing(base: str, quiet_s: float = 1.0, timeout_s: float = 15.0) -> dict:
+    """``/v1/me`` once every served turn's charge has landed: a turn is
+    charged after its last byte, without anyone waiting, so the spend is
+    read once it has not moved for ``quiet_s``."""
+    deadline = time.monotonic() + timeout_s
+    last, since = me(base), time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        assert time.monotonic() < deadline, "the key's spend never settled"
+        time.sleep(0.1)
+        now = me(base)
+        if now["period_spend_usd"] != last["period_spend_usd"]:
+            last, since = now, time.monotonic()
+    return last
+
+
 def me(base: str) -> dict:
     response = httpx.get(f"{base}/v1/me", headers={"authorization": f"Bearer {TRIAL_KEY}"}, timeout=10)
     assert response.status_code == 200, response.text
@@ -156,7 +171,7 @@ def test_credit_is_spent_refused_survives_a_restart_and_is_topped_up(router, sim
         assert refused.status_code == 429
         error = refused.body if isinstance(refused.body, dict) and "code" in refused.body else refused.body["error"]
         assert error["type"] == "insufficient_quota" and error["code"] == "insufficient_quota"
-        standing = me(base)
+        standing = settled_standing(base)
         assert standing["name"] == "trial" and standing["models"] == ["*"] and standing["metered"] is True
         assert standing["credit_remaining_usd"] <= 0 < standing["period_spend_usd"]
         spent = standing["period_spend_usd"]

@@ -35,6 +35,7 @@ import yaml
 pytestmark = pytest.mark.ray
 
 GRACE_S = 4.0
+READY = "Ctrl-C (or SIGTERM) stops it"
 SHORT, LONG = 8, 2
 PORTS = {"caller": 21500, "ingress": 21850}  # each uses P..P+4 and P+100..P+299
 
@@ -104,14 +105,13 @@ def _start_router(tmp_path: Path, simulator, shape: str) -> tuple[subprocess.Pop
         [str(Path(sys.executable).parent / "nemo-router"), "run", "--config", str(tmp_path / "stop.yaml")],
         cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
+    # Ready for a signal once it says how it stops (its handlers are set
+    # then; /health answers a little earlier, while it is still starting).
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
+    while time.monotonic() < deadline and process.poll() is None and READY not in (tmp_path / "router.log").read_text():
+        time.sleep(0.5)
     assert process.poll() is None, (tmp_path / "router.log").read_text()[-3000:]
+    assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
     return process, port, turn_log
 
 
