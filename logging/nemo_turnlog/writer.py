@@ -182,7 +182,7 @@ class TurnLogWriter:
 
     def _run(self) -> None:
         if self._wal is not None:  # a restarted replica writes what its predecessor left at once
-            self._guarded(self.flush)
+            self._guarded(self._replay_orphans)
         next_flush_s = self._clock() + self._interval_s
         while True:
             self._wake.wait(timeout=max(next_flush_s - self._clock(), 0.0))
@@ -195,15 +195,22 @@ class TurnLogWriter:
                 self._guarded(self.flush)
                 next_flush_s = self._clock() + self._interval_s
 
+    def _replay_orphans(self) -> None:
+        """Write dead processes' segments now, leaving this writer's own
+        records for their flush (so start-up does not split a batch)."""
+        with self._flush_lock:
+            if self._adopt_orphans():
+                self._flush_locked(seal_open=False)
+
     def _guarded(self, action: Callable[[], None]) -> None:
         try:
             action()
         except Exception as exc:  # flush() catches what it expects; this keeps the thread alive
             logger.error("turn log: unexpected error while flushing (%s)", type(exc).__name__)
 
-    def _flush_locked(self) -> None:
+    def _flush_locked(self, seal_open: bool = True) -> None:
         with self._lock:
-            if self._open:
+            if self._open and seal_open:
                 segment = self._rotate_wal()
                 self._sealed.append(_Batch(self._open, segment))
                 self._open = []
@@ -235,16 +242,16 @@ class TurnLogWriter:
             self._wal.remove(batch.segment)
         return None
 
-    def _adopt_orphans(self) -> None:
+    def _adopt_orphans(self) -> int:
         """Queue the records of dead processes' WAL segments, each segment
-        one batch under its own name."""
+        one batch under its own name; how many segments."""
         if self._wal is None:
-            return
+            return 0
         try:
             segments = self._wal.claim_orphans()
         except OSError as exc:
             logger.warning("turn log: could not scan the WAL folder (%s)", type(exc).__name__)
-            return
+            return 0
         batches = []
         for segment in segments:
             try:
@@ -264,6 +271,7 @@ class TurnLogWriter:
             with self._lock:
                 self._sealed.extendleft(reversed(batches))
                 self._buffered += sum(len(b.records) for b in batches)
+        return len(segments)
 
     def _encode(self, record: TurnRecord) -> bytes | None:
         try:
