@@ -5,6 +5,7 @@ never duplicates, and concurrent replayers claim each dead segment once."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -19,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nemo_turnlog import AttemptRecord, LocalParquetSink, S3ParquetSink, TurnLogWriter, TurnRecord, read_turn_log
-from nemo_turnlog.record_json import decode_record, encode_record
+from nemo_turnlog.record_json import FIELDS, HEADER, decode_header, decode_record, encode_record
 from nemo_turnlog.testing import AWS_ENV_TO_CLEAR, FAKE_AWS_ENV, LocalS3Server
 from nemo_turnlog.wal import ProcessIdentity, Segment, WriteAheadLog, process_alive, read_segment
 
@@ -110,10 +111,17 @@ def test_a_record_survives_its_json_line_unchanged(request_id, error_detail, ttf
 
 
 def test_a_line_from_another_version_keeps_known_fields_and_defaults_the_rest():
-    line = encode_record(turn("r1")).replace(b'{"request_id"', b'{"from_the_future":1,"request_id"')
-    assert decode_record(line).request_id == "r1"
-    with pytest.raises(ValueError):
-        decode_record(b'{"request_id": "torn')
+    header = decode_header(HEADER)
+    assert header == FIELDS
+    line = encode_record(turn("r1", hedged=True))
+    newer = decode_record(line.replace(b"[", b'[{"x":1},', 1), ("from_the_future", *FIELDS))
+    assert newer == turn("r1", hedged=True)
+    older_fields = tuple(name for name in FIELDS if name != "hedged")
+    older = b"[" + b",".join(json.dumps(value).encode() for name, value in zip(FIELDS, json.loads(line)) if name != "hedged") + b"]"
+    assert decode_record(older, older_fields) == turn("r1")  # the default
+    for torn in (line[:30], b'{"request_id": "r1"}', b"[1,2]"):
+        with pytest.raises(ValueError):
+            decode_record(torn)
 
 
 # --- a dead writer's records come back once ----------------------------------

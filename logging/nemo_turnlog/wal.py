@@ -2,7 +2,7 @@
 
 Every record a ``TurnLogWriter`` accepts is appended, before ``emit``
 returns, to the current *segment*: a file in a local folder, one JSON line
-per record (``record_json``), written with one ``write`` call on a file
+per record after a header line (``record_json``), written with one ``write`` call on a file
 opened with ``O_APPEND``. At each flush the writer seals the segment (the
 next record opens a new one), writes exactly that segment's records to the
 sink as one batch named after the segment's *stem*, and removes the segment
@@ -45,7 +45,7 @@ from pathlib import Path
 import psutil
 
 from nemo_turnlog.record import TurnRecord
-from nemo_turnlog.record_json import decode_record
+from nemo_turnlog.record_json import FIELDS, HEADER, decode_header, decode_record
 
 __all__ = ["ProcessIdentity", "Segment", "WriteAheadLog", "process_alive", "read_segment"]
 
@@ -129,6 +129,7 @@ class WriteAheadLog:
             self._current = self._segment(f"{self._writer_id}-{self._seq:06d}")
             self._seq += 1
             self._fd = os.open(self._current.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            line = HEADER + line  # still one write
         written = os.write(self._fd, line)
         if written != len(line):  # only on a full disk; the rest would tear the line
             raise OSError(f"short write to the WAL ({written} of {len(line)} bytes)")
@@ -192,11 +193,13 @@ def read_segment(segment: Segment) -> tuple[list[TurnRecord], int]:
     """The segment's records, and how many lines were not records (a torn
     last line after a machine crash); ``OSError`` if it cannot be read."""
     records, bad = [], 0
-    for line in segment.path.read_bytes().splitlines():
+    lines = segment.path.read_bytes().splitlines()
+    fields = decode_header(lines[0]) if lines else None
+    for line in lines[1:] if fields is not None else lines:
         if not line.strip():
             continue
         try:
-            records.append(decode_record(line))
+            records.append(decode_record(line, fields or FIELDS))
         except (ValueError, TypeError, KeyError):
             bad += 1
     return records, bad
