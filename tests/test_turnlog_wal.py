@@ -203,8 +203,10 @@ def test_a_live_owner_is_left_alone_and_a_reused_pid_is_not_alive(tmp_path):
 
     for owner, writer_id in [(parent, "alive"), (dataclasses.replace(DEAD, host="other-node"), "elsewhere")]:
         WriteAheadLog(tmp_path, writer_id, owner=owner).append(encode_record(turn(writer_id)))
+    for stray in ("notes.wal", f"{ME.host}+1+1+{{i}}.wal", f"{ME.host}+1+1+.hidden.wal"):
+        (tmp_path / stray).write_text("not a segment")
     assert WriteAheadLog(tmp_path, "me").claim_orphans() == []
-    assert len(wal_files(tmp_path)) == 2  # untouched
+    assert len(wal_files(tmp_path)) == 5  # untouched
 
 
 def test_a_zombie_owner_is_dead(tmp_path):

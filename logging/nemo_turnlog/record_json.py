@@ -30,6 +30,7 @@ _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 _VALUES = operator.attrgetter(*FIELDS)
 _TIMESTAMP = FIELDS.index("timestamp")
 _ATTEMPTS = FIELDS.index("attempts")
+_KNOWN = frozenset(FIELDS)
 
 
 def encode_record(record: TurnRecord) -> bytes:
@@ -61,6 +62,3 @@ def decode_record(line: bytes | str, fields: Sequence[str] = FIELDS) -> TurnReco
     known["timestamp"] = datetime.fromisoformat(known["timestamp"])
     known["attempts"] = [AttemptRecord(*attempt) for attempt in known.get("attempts", [])]
     return TurnRecord(**known)
-
-
-_KNOWN = frozenset(FIELDS)

@@ -52,7 +52,8 @@ __all__ = ["ProcessIdentity", "Segment", "WriteAheadLog", "process_alive", "read
 logger = logging.getLogger(__name__)
 
 SUFFIX = ".wal"
-_NAME = re.compile(r"(?P<host>[A-Za-z0-9.-]+)\+(?P<pid>\d+)\+(?P<start>\d+)\+(?P<stem>[^+/]+)\.wal")
+_STEM = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # a plain file-name part: it names the batch's Parquet files
+_NAME = re.compile(rf"(?P<host>[A-Za-z0-9.-]+)\+(?P<pid>\d+)\+(?P<start>\d+)\+(?P<stem>{_STEM})\.wal")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +111,7 @@ class WriteAheadLog:
         owner: ProcessIdentity | None = None,
         is_alive: Callable[[ProcessIdentity], bool] = process_alive,
     ):
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", writer_id):
+        if not re.fullmatch(_STEM, writer_id):
             raise ValueError(f"writer_id must be a plain file-name part, got {writer_id!r}")
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
