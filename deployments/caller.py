@@ -19,11 +19,10 @@ from router.catalog import endpoint_prices, load_catalog
 from router.config import RouterConfig
 from router.turn import TurnFailure, TurnHead, TurnRequest, TurnRunner, TurnState
 from router.turn.pace import ReadPacer
-from nemo_turnlog import LocalParquetSink, S3ParquetSink, SpoolingSink, TurnLogWriter
+from nemo_turnlog import LocalParquetSink, S3ParquetSink, SpoolingSink, TurnLogWriter, WriteAheadLog
 from nemo_turnlog.callbacks import FanoutSink
 from nemo_turnlog.datadog import DatadogExporter
 from nemo_turnlog.langfuse import LangfuseExporter
-from nemo_turnlog.wal import WriteAheadLog
 
 from deployments.cache_actor import CACHE_ACTOR_NAME
 from deployments.coalesce import CoalescingStream
