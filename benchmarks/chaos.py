@@ -25,7 +25,7 @@ ended with a clean SSE error, failed otherwise, rows in the turn log,
 duplicate rows and TTFT p50/p99, and saves benchmarks/results/chaos.json
 and .md. Stops by itself; ends only the processes it started.
 
-    python benchmarks/chaos.py [--turns 400] [--concurrency 8]
+    python benchmarks/chaos.py [--turns 400] [--concurrency 8] [--port P]
 """
 
 from __future__ import annotations
@@ -219,13 +219,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--port", type=int, default=None, help="the router's port (default: a free one); Serve's derive from it")
     args = parser.parse_args()
     from nemo_turnlog.testing import LocalS3Server
 
     rows_out = []
     with tempfile.TemporaryDirectory() as tmp, start_simulator({n: HEALTHY for n in ENDPOINTS}) as sim, LocalS3Server() as s3:
         directory = Path(tmp)
-        port = free_port()
+        port = args.port or free_port()
         url = f"http://127.0.0.1:{port}"
         assert_loopback(url)
         bucket = s3.new_bucket()

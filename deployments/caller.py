@@ -20,7 +20,7 @@ from router.catalog import endpoint_prices, load_catalog
 from router.config import RouterConfig
 from router.turn import TurnFailure, TurnHead, TurnRequest, TurnRunner, TurnSettled, TurnState
 from router.turn.pace import ReadPacer
-from nemo_turnlog import LocalParquetSink, S3ParquetSink, SpoolingSink, TurnLogWriter
+from nemo_turnlog import LocalParquetSink, S3ParquetSink, SpoolingSink, TurnLogWriter, WriteAheadLog
 from nemo_turnlog.callbacks import FanoutSink
 from nemo_turnlog.datadog import DatadogExporter
 from nemo_turnlog.langfuse import LangfuseExporter
@@ -172,7 +172,21 @@ def _turn_log_writer(config: RouterConfig, environ) -> TurnLogWriter | None:
     if primary is None and not exporters:
         return None
     sink = FanoutSink(exporters, primary=primary) if exporters else primary
-    return TurnLogWriter(sink, flush_interval_s=settings.flush_interval_s, flush_max_records=settings.flush_max_records)
+    wal = WriteAheadLog(wal_root, replica_id) if (wal_root := _wal_root(settings)) is not None else None
+    return TurnLogWriter(
+        sink, flush_interval_s=settings.flush_interval_s, flush_max_records=settings.flush_max_records, wal=wal
+    )
+
+
+def _wal_root(settings) -> str | None:
+    """The WAL's folder: configured, or ``_wal`` in the local turn-log
+    folder or S3 spool (readers skip ``_`` names); None without a Parquet
+    sink or with the WAL off."""
+    if not settings.wal.enabled or settings.sink == "none":
+        return None
+    if settings.wal.path is not None:
+        return settings.wal.path
+    return os.path.join(settings.spool.path if settings.sink == "s3" else settings.path, "_wal")
 
 
 def _exporters(settings, environ) -> list:

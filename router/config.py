@@ -21,7 +21,7 @@ Shape::
         fallbacks: [other groups]; request_error_fallback: group
         endpoints:
           - {name, provider, base_url, model, api_key_env, tags, weight}
-    turn_log:     {sink: local, path, flush_interval_s, flush_max_records}
+    turn_log:     {sink: local, path, flush_interval_s, flush_max_records, wal: {enabled, path}}
     conversations: {max_tracked, idle_ttl_s}
     deployments:  {ingress_replicas, caller_replicas, ...}
 """
@@ -45,6 +45,7 @@ from router.config_observability import (
     MetricsConfig,
     S3Config,
     SpoolConfig,
+    WalConfig,
     TurnLogConfig,
 )
 from router.errors import ConfigError, ConfigIssue
@@ -67,6 +68,7 @@ __all__ = [
     "TurnLogConfig",
     "S3Config",
     "SpoolConfig",
+    "WalConfig",
     "LangfuseExportConfig",
     "DatadogExportConfig",
     "MetricsConfig",

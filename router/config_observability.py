@@ -14,6 +14,7 @@ from router.config_base import Frozen as _Frozen
 __all__ = [
     "S3Config",
     "SpoolConfig",
+    "WalConfig",
     "LangfuseExportConfig",
     "DatadogExportConfig",
     "TurnLogConfig",
@@ -40,6 +41,17 @@ class SpoolConfig(_Frozen):
     path: str = "./turnlog-spool"
     max_bytes: int = Field(default=1 << 30, gt=0)
     retry_backoff_s: float = Field(default=30.0, ge=0)
+
+
+class WalConfig(_Frozen):
+    """The turn log's write-ahead log: every record is appended to a file
+    in ``path`` (default: ``_wal`` inside the local turn-log folder, or
+    inside the S3 spool folder) before the turn ends, so a killed replica's
+    unflushed records are written by the next replica on the node. It
+    survives the death of a process, not of the machine (no fsync)."""
+
+    enabled: bool = True
+    path: str | None = None
 
 
 class LangfuseExportConfig(_Frozen):
@@ -71,13 +83,15 @@ class TurnLogConfig(_Frozen):
     """Where turn records go: a local folder (``path``), S3 (``s3``, with a
     local ``spool`` for outages), or nowhere. Records are buffered per
     caller replica and flushed every ``flush_interval_s`` seconds or
-    ``flush_max_records`` records, whichever comes first; a crash loses at
-    most that buffer."""
+    ``flush_max_records`` records, whichever comes first; with the ``wal``
+    (on by default for local and s3 sinks) a killed replica loses none of
+    it."""
 
     sink: Literal["local", "s3", "none"] = "local"
     path: str = "./turnlog-data"
     s3: S3Config | None = None
     spool: SpoolConfig = SpoolConfig()
+    wal: WalConfig = WalConfig()
     # Message contents stay out of the turn log unless this is on (privacy).
     store_messages: bool = False
     langfuse: LangfuseExportConfig = LangfuseExportConfig()

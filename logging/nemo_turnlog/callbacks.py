@@ -99,9 +99,14 @@ class FanoutSink:
         self._sinks = [s if isinstance(s, TurnLogSink) else CallbackSink(s) for s in sinks]
         self._errors = [0] * len(self._sinks)
 
-    def write(self, batch: pa.Table | Sequence[TurnRecord]) -> None:
+    def write(self, batch: pa.Table | Sequence[TurnRecord], name: str | None = None) -> None:
+        """``name`` goes to the primary (the exporters name nothing)."""
         if self._primary is not None:
-            self._primary.write(batch)  # raises: the writer keeps the batch and retries
+            # Raises: the writer keeps the batch and retries.
+            if name is None:
+                self._primary.write(batch)
+            else:
+                self._primary.write(batch, name=name)
         if not self._sinks:
             return
         records = _as_records(batch)

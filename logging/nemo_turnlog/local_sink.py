@@ -38,7 +38,9 @@ class LocalParquetSink:
         self.replica_id = check_replica_id(replica_id)
         self._flush_seq = itertools.count()
 
-    def write(self, batch: pa.Table | Sequence[TurnRecord]) -> None:
+    def write(self, batch: pa.Table | Sequence[TurnRecord], name: str | None = None) -> None:
+        """Store the batch; ``name`` (a plain file-name part) replaces the
+        generated name, so writing the same batch again overwrites it."""
         table = as_table(batch)
         if table.num_rows == 0:
             return
@@ -50,7 +52,7 @@ class LocalParquetSink:
                 format="parquet",
                 partitioning=list(PARTITION_COLUMNS),
                 partitioning_flavor="hive",
-                basename_template="." + basename_template(self.replica_id, next(self._flush_seq)),
+                basename_template="." + basename_template(self.replica_id, next(self._flush_seq), name),
                 existing_data_behavior="overwrite_or_ignore",
                 file_visitor=lambda file: written.append(file.path),
             )

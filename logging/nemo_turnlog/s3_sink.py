@@ -109,12 +109,15 @@ class S3ParquetSink:
         """``s3://bucket/prefix``: what ``read_turn_log`` takes to read it back."""
         return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
 
-    def encode(self, batch: pa.Table | Sequence[TurnRecord]) -> list[PartitionObject]:
-        """The batch as this flush's objects, one per partition; no I/O."""
+    def encode(self, batch: pa.Table | Sequence[TurnRecord], name: str | None = None) -> list[PartitionObject]:
+        """The batch as this flush's objects, one per partition, called
+        ``<name>.parquet`` if ``name`` is given (else a fresh name); no I/O."""
         table = as_table(batch)
         if table.num_rows == 0:
             return []
-        return partition_objects(table, object_name(self.replica_id, next(self._flush_seq)))
+        seq = next(self._flush_seq)
+        filename = f"{check_replica_id(name)}.parquet" if name is not None else object_name(self.replica_id, seq)
+        return partition_objects(table, filename)
 
     def put(self, obj: PartitionObject) -> None:
         """Upload one object to ``<prefix>/<obj.key>``; raises ``TurnLogS3Error``.
@@ -126,8 +129,8 @@ class S3ParquetSink:
                 Bucket=self.bucket, Key=self.object_key(obj.key), Body=obj.body, ContentType=PARQUET_CONTENT_TYPE
             )
 
-    def write(self, batch: pa.Table | Sequence[TurnRecord]) -> None:
-        for obj in self.encode(batch):
+    def write(self, batch: pa.Table | Sequence[TurnRecord], name: str | None = None) -> None:
+        for obj in self.encode(batch, name):
             self.put(obj)
 
     def object_key(self, key: str) -> str:

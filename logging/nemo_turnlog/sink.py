@@ -12,7 +12,10 @@ thread, and logs (never raises) what it raises.
 
 Every object a sink writes is named by ``object_name`` (or, for
 ``write_dataset``, ``basename_template``), so names are unique per replica
-and flush and two replicas never overwrite each other.
+and flush and two replicas never overwrite each other. The Parquet sinks
+also take ``write(batch, name=...)``: the writer passes a WAL segment's
+stem, so a batch written again (a replay after a crash) replaces its own
+files instead of adding copies.
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ def object_name(replica_id: str, flush_seq: int) -> str:
     return f"{replica_id}-{flush_seq:06d}-{uuid.uuid4().hex[:8]}.parquet"
 
 
-def basename_template(replica_id: str, flush_seq: int) -> str:
-    """``write_dataset`` basename: ``object_name`` with ``-{i}`` before ``.parquet``."""
-    return object_name(replica_id, flush_seq).removesuffix(".parquet") + "-{i}.parquet"
+def basename_template(replica_id: str, flush_seq: int, name: str | None = None) -> str:
+    """``write_dataset`` basename: ``name`` (else ``object_name``) with
+    ``-{i}`` before ``.parquet``."""
+    stem = check_replica_id(name) if name is not None else object_name(replica_id, flush_seq).removesuffix(".parquet")
+    return stem + "-{i}.parquet"

@@ -10,12 +10,14 @@ uploads spooled files oldest-first and deletes each only once S3 has it.
 
 What can be lost or doubled:
 
-- A crash loses at most the writer's unflushed buffer: up to
+- Without a WAL, a crash loses the writer's unflushed buffer: up to
   ``flush_max_records`` records or ``flush_interval_s`` seconds of turns,
   plus what arrives while one S3 call hangs (bounded by the client's
   timeouts, ``s3_client``: 3 attempts of 2 s to connect and 15 s to read,
-  and by the writer's ``max_buffer_records``). Spool files are fsynced
-  before ``write`` returns.
+  and by the writer's ``max_buffer_records``). With one (``wal``, the
+  router's default) the death of the process loses nothing: the next
+  writer on the node replays the buffer under the same object names.
+  Spool files are fsynced before ``write`` returns.
 - A spooled object is uploaded under its original key, so uploading it
   twice (a crash between upload and delete, two replicas draining one
   spool) overwrites, never duplicates.
@@ -140,10 +142,10 @@ class SpoolingSink:
         counters = ("uploaded", "spooled", "spool_uploaded", "spool_dropped", "spool_dropped_rows", "spool_corrupt")
         self._counts = dict.fromkeys((*counters, "s3_errors"), 0)
 
-    def write(self, batch: pa.Table | Sequence[TurnRecord]) -> None:
+    def write(self, batch: pa.Table | Sequence[TurnRecord], name: str | None = None) -> None:
         with self._lock:
             spooled = False
-            for obj in self.sink.encode(batch):
+            for obj in self.sink.encode(batch, name):
                 if self._s3_up() and self._put(obj):
                     self._counts["uploaded"] += 1
                     continue
