@@ -112,7 +112,7 @@ class AlertRuleConfig(_Frozen):
     ``min_turns`` turns were seen; changes of state at most every
     ``cooldown_s``. Firing and resolution post to the webhook."""
 
-    metric: Literal["ttft_p99_s", "total_p99_s", "error_rate"]
+    metric: Literal["ttft_p99_s", "total_p99_s", "error_rate", "spend_usd_per_hour"]
     threshold: float = Field(ge=0)
     model_group: str = "*"
     window_s: float = Field(default=60.0, gt=0)

@@ -134,3 +134,27 @@ def test_a_slow_endpoint_fires_and_recovery_resolves_through_the_webhook(caplog)
     assert notifier.stats()["delivered"] == 2
     assert "alert: [FIRING]" in caplog.text and "alert: [RESOLVED]" in caplog.text
     assert "webhook-secret-token" not in caplog.text and "webhook-secret-token" not in repr(notifier)
+
+
+def test_a_groups_spend_per_hour_over_its_threshold_fires():
+    """Spend is summed over the window (across replicas' merged stats) and
+    read as an hourly rate: $0.10 of turns in a 60 s window is $6/h."""
+    clock = FakeClock()
+    hub = MetricsAggregator(window_s=60, slot_s=10, clock=clock)
+    rule = AlertRule("spend_usd_per_hour", 5.0, model_group="*", window_s=60, min_turns=10, cooldown_s=0)
+    alerts = AlertEvaluator([rule], clock=clock)
+    clock.now_s += 60  # older than its window: the rate is over the whole window
+    for _ in range(20):
+        hub.observe(sample_turn(cost_usd=0.002))  # $0.04: $2.40/h
+    assert alerts.evaluate(hub.by_group) == []
+    assert hub.by_group(60)["voice-fast"].spend_usd_per_hour == pytest.approx(0.04 * 60, rel=0.2)
+    for _ in range(30):
+        hub.observe(sample_turn(cost_usd=0.002))  # $0.10 in all
+    [fired] = alerts.evaluate(hub.by_group)
+    assert fired.state == "firing" and fired.model_group == "voice-fast"
+    assert "spend_usd_per_hour" in fired.text() and "/h" in fired.text()
+    clock.now_s += 120  # the window empties; unpriced turns follow
+    for _ in range(20):
+        hub.observe(sample_turn(cost_usd=None))
+    [resolved] = alerts.evaluate(hub.by_group)
+    assert resolved.state == "resolved"

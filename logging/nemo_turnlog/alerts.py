@@ -2,8 +2,9 @@
 
 An ``AlertRule`` says: when ``metric`` of a model group (or of each group,
 ``model_group="*"``) over the last ``window_s`` seconds is above
-``threshold``, fire. Metrics: ``ttft_p99_s`` and ``total_p99_s`` (seconds)
-and ``error_rate`` (0 to 1), as ``WindowSummary`` computes them.
+``threshold``, fire. Metrics: ``ttft_p99_s`` and ``total_p99_s`` (seconds),
+``error_rate`` (0 to 1) and ``spend_usd_per_hour`` (a group's spend over the
+window, as an hourly rate), as ``WindowSummary`` computes them.
 
 ``AlertEvaluator`` is pure: given the summaries it returns transitions, one
 ``AlertTransition`` per rule and group that starts ``firing`` or is
@@ -49,7 +50,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ALERT_METRICS = ("ttft_p99_s", "total_p99_s", "error_rate")
+ALERT_METRICS = ("ttft_p99_s", "total_p99_s", "error_rate", "spend_usd_per_hour")
 AlertState = Literal["firing", "resolved"]
 
 
@@ -93,6 +94,8 @@ class AlertTransition:
         rule = self.rule
         if rule.metric == "error_rate":
             value, threshold = _percent(self.value), _percent(rule.threshold)
+        elif rule.metric == "spend_usd_per_hour":
+            value, threshold = _dollars_per_hour(self.value), _dollars_per_hour(rule.threshold)
         else:
             value, threshold = _seconds(self.value), _seconds(rule.threshold)
         head = "FIRING" if self.state == "firing" else "RESOLVED"
@@ -100,6 +103,10 @@ class AlertTransition:
             f"[{head}] {rule.name} for model group {self.model_group}: {rule.metric} is {value} "
             f"(threshold {threshold}) over the last {rule.window_s:g} s, {self.turns} turns"
         )
+
+
+def _dollars_per_hour(value: float | None) -> str:
+    return "n/a" if value is None else f"${value:.2f}/h"
 
 
 def _percent(value: float | None) -> str:

@@ -90,11 +90,12 @@ class TurnStats:
     docstring for what each counts. Mergeable: ``a.merge(b)`` makes ``a``
     the stats of both sets."""
 
-    __slots__ = ("turns", "errors", "ttft", "total")
+    __slots__ = ("turns", "errors", "ttft", "total", "cost_usd")
 
     def __init__(self) -> None:
         self.turns = 0
         self.errors = 0
+        self.cost_usd = 0.0  # what the priced turns cost
         self.ttft = LatencyDistribution()
         self.total = LatencyDistribution()
 
@@ -106,10 +107,13 @@ class TurnStats:
             self.ttft.observe(record.ttft_s)
         if record.status == "ok":
             self.total.observe(record.total_s)
+        if record.cost_usd:
+            self.cost_usd += record.cost_usd
 
     def merge(self, other: TurnStats) -> None:
         self.turns += other.turns
         self.errors += other.errors
+        self.cost_usd += getattr(other, "cost_usd", 0.0)  # a replica of an older version sends none
         self.ttft.merge(other.ttft)
         self.total.merge(other.total)
 

@@ -99,6 +99,7 @@ class WindowSummary:
     ttft_p99_s: float | None
     total_p50_s: float | None
     total_p99_s: float | None
+    spend_usd_per_hour: float = 0.0  # the window's priced turns, at the rate of an hour
 
     @classmethod
     def of(cls, stats: TurnStats, span_s: float) -> WindowSummary:
@@ -111,6 +112,7 @@ class WindowSummary:
             ttft_p99_s=stats.ttft.quantile(0.99),
             total_p50_s=stats.total.quantile(0.5),
             total_p99_s=stats.total.quantile(0.99),
+            spend_usd_per_hour=stats.cost_usd * 3600.0 / span_s,
         )
 
 
