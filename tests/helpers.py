@@ -41,3 +41,21 @@ def sim_endpoint(simulator, name: str, profile: str, provider: str = "openai", *
     """An endpoint of the simulated provider's ``profile``, in ``provider``'s wire format."""
     url = simulator.base_url(profile) if provider == "openai" else simulator.root_url(profile)
     return {"name": name, "provider": provider, "base_url": url, "model": SIM_MODELS[provider]} | extra
+
+
+def start_router_process(config_path, cwd, log_path):
+    """``nemo-router run --config`` as a user runs it (the console script,
+    so the working directory is not first on the driver's path), in a
+    session of its own, with nothing of the test session's Ray or Serve
+    settings in its environment; its output goes to ``log_path``."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_SERVE_", "RAY_ADDRESS"))}
+    with open(log_path, "w") as log:
+        return subprocess.Popen(
+            [str(Path(sys.executable).parent / "nemo-router"), "run", "--config", str(config_path)],
+            cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )

@@ -22,7 +22,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ import httpx
 import psutil
 import pytest
 import yaml
+from helpers import start_router_process
 
 pytestmark = pytest.mark.ray
 
@@ -99,12 +99,7 @@ def _start_router(tmp_path: Path, simulator, shape: str) -> tuple[subprocess.Pop
         "metrics": {"enabled": False},
     }
     (tmp_path / "stop.yaml").write_text(yaml.safe_dump(config))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_SERVE_", "RAY_ADDRESS"))}
-    log = open(tmp_path / "router.log", "w")
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "nemo-router"), "run", "--config", str(tmp_path / "stop.yaml")],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    process = start_router_process(tmp_path / "stop.yaml", tmp_path, tmp_path / "router.log")
     # Ready for a signal once it says how it stops (its handlers are set
     # then; /health answers a little earlier, while it is still starting).
     deadline = time.monotonic() + 180
@@ -134,7 +129,7 @@ def test_a_stop_drains_turns_in_flight_and_leaves_nothing_behind(tmp_path, simul
                 os.killpg(process.pid, signum)
             else:  # as a process manager's stop: the process alone
                 process.send_signal(signum)
-            refused = _a_turn_sent_during_the_drain(url)
+            refused, served_before = _a_turn_sent_during_the_drain(url)
             for future in futures:
                 future.result(timeout=GRACE_S + 30)
         process.wait(timeout=GRACE_S + 60)
@@ -156,9 +151,13 @@ def test_a_stop_drains_turns_in_flight_and_leaves_nothing_behind(tmp_path, simul
     assert refused.json()["error"]["code"] == "router_stopping" and refused.headers["retry-after"]
 
     rows = read_turn_log(turn_log).to_pylist()
-    assert len(rows) == SHORT + LONG
-    assert sorted(r["error_type"] or "ok" for r in rows) == ["RouterStopping"] * LONG + ["ok"] * SHORT
-    assert f"{SHORT + LONG} turns in flight at the stop, {SHORT} finished, {LONG} ended by the router" in log_text
+    assert len(rows) == SHORT + LONG + served_before
+    assert sorted(r["error_type"] or "ok" for r in rows) == ["RouterStopping"] * LONG + ["ok"] * (SHORT + served_before)
+    # A turn served after the signal but before the drain began (the router
+    # looks for a signal every half second) was in flight at the drain: a
+    # "short" turn takes 2 s.
+    in_flight = SHORT + LONG + served_before
+    assert f"{in_flight} turns in flight at the stop, {SHORT + served_before} finished, {LONG} ended by the router" in log_text
 
     assert stop_s < GRACE_S + 5, f"the stop took {stop_s:.1f} s"
     assert not any(listening(p) for p in (port, port + 1, port + 2, port + 3, port + 4)), "a listener was left behind"
@@ -166,13 +165,18 @@ def test_a_stop_drains_turns_in_flight_and_leaves_nothing_behind(tmp_path, simul
     assert survivors == [], f"processes left behind: {survivors}"
 
 
-def _a_turn_sent_during_the_drain(url: str) -> httpx.Response:
-    """Turns sent after the signal: once the drain has begun, refused."""
+def _a_turn_sent_during_the_drain(url: str) -> tuple[httpx.Response, int]:
+    """Turns sent after the signal: once the drain has begun (the router
+    notices the signal within half a second), refused. The refusal, and
+    how many were served before it (each is logged)."""
     body = {"model": "short", "messages": [{"role": "user", "content": "hi"}]}
     deadline = time.monotonic() + GRACE_S
+    served = 0
     while time.monotonic() < deadline:
         response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
         if response.status_code == 503:
-            return response
+            return response, served
+        assert response.status_code == 200, response.text
+        served += 1
         time.sleep(0.1)
     raise AssertionError("no turn was refused while the router drained")

@@ -5,19 +5,16 @@ the first keeps serving its own; stopped, it frees its ports."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 from conftest import ROUTER_PORT, free_port
-from helpers import AUTH
+from helpers import AUTH, start_router_process
 
 pytestmark = pytest.mark.ray
 
@@ -52,16 +49,8 @@ def test_a_second_router_beside_the_first_serves_its_own_config_and_frees_its_po
         "metrics": {"enabled": False},
     }
     (tmp_path / "second.yaml").write_text(yaml.safe_dump(config))
-    # Nothing of the session's Ray or Serve settings leaks into the second router.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_SERVE_", "RAY_ADDRESS"))}
     log_path = tmp_path / "second.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            # The console script, as a user runs it (``python -m`` would put
-            # the working directory first on the driver's own path too).
-            [str(Path(sys.executable).parent / "nemo-router"), "run", "--config", str(tmp_path / "second.yaml")],
-            cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+    process = start_router_process(tmp_path / "second.yaml", workdir, log_path)
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and process.poll() is None:
