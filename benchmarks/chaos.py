@@ -41,6 +41,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -58,6 +59,7 @@ TOKENS = 12
 WHOLE = " ".join(f"w{i}" for i in range(1, TOKENS + 1))
 HEALTHY = {"ttft_ms": 10, "token_interval_ms": 3, "tokens": TOKENS}
 ENDPOINTS = ("chaos-a", "chaos-b", "chaos-c")
+SCENARIOS = ["faults", "caller-killed", "tracker-killed", "s3-down", "stop-in-flight"]
 
 
 def router_config(directory: Path, sim, port: int, s3, s3_bucket: str) -> Path:
@@ -184,6 +186,7 @@ def summary(name: str, results: list[dict], rows: list[str], extra: dict) -> dic
         "duplicate_rows": len(rows) - len(set(rows)),
         "ttft_p50_ms": round(1000 * statistics.median(ttfts), 1) if ttfts else None,
         "ttft_p99_ms": round(1000 * ttfts[max(0, int(0.99 * len(ttfts)) - 1)], 1) if ttfts else None,
+        "failures": dict(Counter(o for o in outcomes if o not in ("whole", "clean error", "refused", "port closed"))),
         **extra,
     }
 
@@ -220,9 +223,15 @@ def main() -> int:
     parser.add_argument("--turns", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--port", type=int, default=None, help="the router's port (default: a free one); Serve's derive from it")
+    parser.add_argument("--only", nargs="+", choices=SCENARIOS, default=SCENARIOS, help="run these scenarios only")
     args = parser.parse_args()
-    from nemo_turnlog.testing import LocalS3Server
+    from nemo_turnlog.testing import AWS_ENV_TO_CLEAR, FAKE_AWS_ENV, LocalS3Server
 
+    # moto's S3 takes any credentials; fake ones, so nothing here (nor the
+    # router's workers, which inherit them) can reach a real account.
+    for name in AWS_ENV_TO_CLEAR:
+        os.environ.pop(name, None)
+    os.environ.update(FAKE_AWS_ENV)
     rows_out = []
     with tempfile.TemporaryDirectory() as tmp, start_simulator({n: HEALTHY for n in ENDPOINTS}) as sim, LocalS3Server() as s3:
         directory = Path(tmp)
@@ -233,13 +242,16 @@ def main() -> int:
         turn_log = f"s3://{bucket}/turns"
         process = start_router(router_config(directory, sim, port, s3, bucket), "fast", port, directory / "router.log")
         try:
-            ids = [f"faults-{i}-{uuid.uuid4().hex[:6]}" for i in range(args.turns)]
-            with ChaosMonkey(sim, ENDPOINTS[:2], HEALTHY, seed=11) as monkey:
-                results = asyncio.run(run_turns(url, ids, args.concurrency))
-            rows_out.append(summary("faults", results, rows_for(turn_log, set(ids), s3=s3), {"faults_applied": dict(monkey.flips)}))
-            print(rows_out[-1], flush=True)
+            if "faults" in args.only:
+                ids = [f"faults-{i}-{uuid.uuid4().hex[:6]}" for i in range(args.turns)]
+                with ChaosMonkey(sim, ENDPOINTS[:2], HEALTHY, seed=11) as monkey:
+                    results = asyncio.run(run_turns(url, ids, args.concurrency))
+                rows_out.append(summary("faults", results, rows_for(turn_log, set(ids), s3=s3), {"faults_applied": dict(monkey.flips)}))
+                print(rows_out[-1], flush=True)
             for name, title in (("caller-killed", "ray::ServeReplica:nemo-router:ProviderCaller"),
                                 ("tracker-killed", "ray::LatencyTracker")):
+                if name not in args.only:
+                    continue
                 ids = [f"{name}-{i}-{uuid.uuid4().hex[:6]}" for i in range(max(1, args.turns * 3 // 4))]
                 pids = processes_titled(title, process.pid)
                 timer = kill_after(1.0, pids)
@@ -247,10 +259,12 @@ def main() -> int:
                 timer.join()
                 rows_out.append(summary(name, results, rows_for(turn_log, set(ids), s3=s3), {"killed_pid": pids[:1]}))
                 print(rows_out[-1], flush=True)
-            rows_out.append(s3_down(url, s3, turn_log, args.concurrency))
-            print(rows_out[-1], flush=True)
-            rows_out.append(stop_in_flight(url, process, s3, turn_log, args.concurrency))
-            print(rows_out[-1], flush=True)
+            if "s3-down" in args.only:
+                rows_out.append(s3_down(url, s3, turn_log, args.concurrency))
+                print(rows_out[-1], flush=True)
+            if "stop-in-flight" in args.only:
+                rows_out.append(stop_in_flight(url, process, s3, turn_log, args.concurrency))
+                print(rows_out[-1], flush=True)
         finally:
             stop_router(process)
     header = "| scenario | sent | whole | clean SSE error | refused (503 / port closed) | failed | rows logged | duplicate rows | TTFT p50 ms | TTFT p99 ms |"
@@ -259,7 +273,8 @@ def main() -> int:
               f"{r['duplicate_rows']} | {r['ttft_p50_ms']} | {r['ttft_p99_ms']} |" for r in rows_out]
     text = "\n".join(lines)
     print(text)
-    save_results("chaos", {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rows": rows_out}, text)
+    name = "chaos" if args.only == SCENARIOS else "chaos-" + "-".join(args.only)
+    save_results(name, {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "rows": rows_out}, text)
     return 0
 
 

@@ -11,7 +11,6 @@ whose stream it forwards as it comes. Every error leaves as OpenAI's error objec
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import time
@@ -22,8 +21,7 @@ import ray
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
-from ray.exceptions import NodeDiedError, RayActorError, RayError, WorkerCrashedError
-from ray.serve.exceptions import ReplicaUnavailableError
+from ray.exceptions import RayError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.background import BackgroundTask
 
@@ -35,24 +33,22 @@ from nemo_turnlog.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from router.errors import (
     InvalidRequest,
     ModelNotFound,
-    PayloadTooLarge,
-    RequestTimeout,
     RouterStopping,
     TurnFailed,
     TurnInterrupted,
     UnsupportedMediaType,
 )
-from router.openai_wire import drop_client_overrides, is_json_content_type, parse_chat_request, request_id_from_header
-from router.response_cache import CachedTurn, cache_key, cache_requested, replay_completion, replay_sse
+from router.openai_wire import drop_client_overrides, is_json_content_type, parse_chat_request
+from router.response_cache import CachedTurn, replay_completion, replay_sse
 from router.routing_state import check_eligible
 from router.sse import DONE_DATA, DONE_EVENT, SSEDecoder, encode_json
-from router.tags import parse_tags
-from router.turn import TurnFailure, TurnHead, TurnRequest, TurnSettled, TurnState, new_turn_id
+from router.turn import TurnFailure, TurnHead, TurnRequest, TurnSettled, new_turn_id
 from router.turn.guard import TurnGuard
 from router.turn.resume import resume_point
 from router.turn.stop import LiveTurns
 
-from deployments.cache_actor import CACHE_ACTOR_NAME, cache_hit_record
+from deployments.cache_actor import cache_hit_record
+from deployments.cache_lookup import CacheLookup
 from deployments.caller import ProviderCaller
 from deployments.dispatch import LocalDispatch, RemoteDispatch
 from deployments.http_app import openai_api
@@ -60,122 +56,24 @@ from deployments.planner import TRACKER_TIMEOUT_S, Planner
 from deployments.reporter import OutcomeReporter
 from deployments.stop import GRACEFUL_SHUTDOWN_POLL_S, SHUTDOWN_MARGIN_S
 from deployments.spend_gate import KEYSTORE_ERRORS, SpendGate, credit_header, me_json, top_up_amount
-from deployments.turn_log import turn_record
+from deployments.caller_loss import CALLER_LOST, carried_over, failure_bytes, fresh, interrupted_record
+from deployments.ingress_http import (
+    SSE_HEADERS,
+    handle_body,
+    new_request_id,
+    not_served,
+    read_body,
+    request_id_of,
+    requested_tags,
+    turn_headers,
+    with_headers,
+)
 
 __all__ = ["Ingress", "ingress_deployment"]
 
 log = logging.getLogger(__name__)
 
-SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-CACHE_TIMEOUT_S = 0.5
-
-# OpenAI APIs clients may try that this router does not serve: a clear 404
-# in OpenAI's format rather than the bare "Not Found" of an unknown path.
-NOT_SERVED = {
-    "/v1/completions": "legacy text completions",
-    "/v1/embeddings": "embeddings",
-}
-
 api = openai_api()
-
-
-# Helpers come before the class: serve.ingress pickles the class when it is
-# decorated, capturing only the module globals defined by then.
-# What the ingress sees when the provider-caller serving a turn is gone (its
-# process died, or Serve gave up on it): the turn is carried over or ended
-# cleanly, never left as a broken body.
-CALLER_LOST = (RayActorError, WorkerCrashedError, NodeDiedError, ReplicaUnavailableError)
-
-
-def _resumed(turn: TurnRequest, resume) -> TurnRequest:
-    """The same turn, carried over to another caller from ``resume``, under a
-    new turn id whose attempts that caller reports as it starts them."""
-    return dataclasses.replace(turn, turn_id=new_turn_id(), reserved=False, resume=resume)
-
-
-def _fresh(turn: TurnRequest) -> TurnRequest:
-    """The same turn, dispatched again from the start (nothing was sent)."""
-    return dataclasses.replace(turn, turn_id=new_turn_id(), reserved=False)
-
-
-def _item_bytes(item) -> bytes:
-    """A resumed turn's stream may carry a head (skipped) or, if every
-    endpoint failed before a word, a ``TurnFailure`` (sent as an error event)."""
-    if isinstance(item, TurnFailure):
-        return encode_json(item.error) + DONE_EVENT
-    return b""
-
-
-def _interrupted_record(turn: TurnRequest, head: TurnHead | None):
-    """The turn log's row for a turn whose caller was lost and could not be
-    replaced: written by the ingress, since the caller cannot."""
-    state = TurnState(turn, 0.0, error_type=TurnInterrupted.__name__, http_status=200 if head else 502)
-    if head is not None:
-        state.endpoint, state.provider, state.model = head.endpoint, head.provider, head.model
-    state.total_s = time.time() - turn.received_at
-    return turn_record(state)
-
-
-def _turn_headers(turn: TurnRequest, head: TurnHead, plan_s: float, first_item_s: float) -> dict[str, str]:
-    """Serving headers, with the router's own time split out (W3C Server-Timing,
-    ms): ``plan`` the tracker call, ``dispatch`` ingress to caller, ``upstream``
-    the served attempt's time to first token, ``relay`` what is left of the
-    wait for the first item (the caller's work and the trip back)."""
-    dispatch_s = max(0.0, head.caller_received_at - turn.received_at - plan_s)
-    relay_s = max(0.0, first_item_s - dispatch_s - head.upstream_ttft_s)
-    timing = (
-        f"plan;dur={plan_s * 1000:.2f}, dispatch;dur={dispatch_s * 1000:.2f}, "
-        f"upstream;dur={head.upstream_ttft_s * 1000:.2f}, relay;dur={relay_s * 1000:.2f}"
-    )
-    headers = {"x-nemo-endpoint": head.endpoint, "x-nemo-provider": head.provider, "server-timing": timing}
-    if turn.conversation_id is not None:
-        headers[CONVERSATION_HEADER] = turn.conversation_id
-        if turn.conversation_turn is not None:
-            headers[CONVERSATION_TURN_HEADER] = str(turn.conversation_turn)
-    return headers
-
-
-def _requested_tags(header: str | None, raw: dict, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
-    body = raw.get("nemo_tags")
-    requested = {*parse_tags(header, param="x-nemo-tags"), *parse_tags(body, param="nemo_tags"), *parse_tags(list(extra))}
-    return tuple(sorted(requested))
-
-
-def _not_served(path: str) -> StarletteHTTPException:
-    """The 404 of an OpenAI API this router does not serve (``NOT_SERVED``)."""
-    return StarletteHTTPException(
-        404,
-        f"{path} ({NOT_SERVED[path]}) is not served: nemo-router is a voice gateway for chat completions;"
-        " use /v1/chat/completions",
-    )
-
-
-def _with_headers(response: Response, headers: dict[str, str]) -> Response:
-    response.headers.update(headers)
-    return response
-
-
-def _new_request_id() -> str:
-    return f"nemo-{uuid.uuid4().hex}"
-
-
-def _request_id(request: Request) -> str:
-    # The client's x-request-id, if it is a sane one (at most 128 visible
-    # ASCII characters: it lands in the turn log and in logs), else a new one.
-    return request_id_from_header(request.headers.get("x-request-id")) or _new_request_id()
-
-
-def _handle_body(body: dict, stream: bool) -> tuple:
-    """A handle caller's dict, checked like an HTTP body (and one too deep
-    to serialise is the caller's 400, not the router's 500)."""
-    try:
-        encoded = json.dumps({**body, "stream": stream}).encode()
-    except (RecursionError, ValueError, TypeError) as exc:
-        raise InvalidRequest(f"the request body cannot be read as JSON ({type(exc).__name__})") from None
-    chat, raw = parse_chat_request(encoded)
-    notes = tuple(drop_client_overrides(raw))
-    conversation, conversation_notes = conversation_of(None, None, raw)
-    return chat, raw, notes + tuple(conversation_notes), conversation
 
 
 @serve.ingress(api)
@@ -192,7 +90,7 @@ class Ingress:
         # (the client left, the dispatch failed, the caller died).
         self._leases = OutcomeReporter(self._report_leases, config.deployments.report_interval_s)
         self._keys = KeyRing(config.auth)
-        self._cache = None
+        self._cache_lookup = CacheLookup(config)
         catalog = load_catalog()
         self._model_cards = [model_card(name, catalog.get(name)) for name in config.model_groups]
         self._model_cards_by_id = {card["id"]: card for card in self._model_cards}
@@ -258,11 +156,11 @@ class Ingress:
 
     @api.api_route("/v1/completions", methods=["GET", "POST"])
     async def completions(self) -> Response:
-        raise _not_served("/v1/completions")
+        raise not_served("/v1/completions")
 
     @api.api_route("/v1/embeddings", methods=["GET", "POST"])
     async def embeddings(self) -> Response:
-        raise _not_served("/v1/embeddings")
+        raise not_served("/v1/embeddings")
 
     @api.get("/v1/metrics")
     async def metrics(self, request: Request) -> dict:
@@ -306,7 +204,7 @@ class Ingress:
         """Admin: add ``{"amount_usd": x}`` to a key's credit (stored beside
         the turn log, replayed on start). The key's standing after it."""
         self._keys.authenticate_admin(request.headers.get("authorization"))
-        amount = top_up_amount(await self._read_body(request))
+        amount = top_up_amount(await read_body(request, self._config.server))
         try:
             allowance = await self._spend.top_up(name, amount)
         except KEYSTORE_ERRORS:
@@ -328,7 +226,7 @@ class Ingress:
         key = self._keys.authenticate(request.headers.get("authorization"))  # before reading the body
         if not is_json_content_type(request.headers.get("content-type")):
             raise UnsupportedMediaType("the request body must be JSON (content-type: application/json)")
-        body = await self._read_body(request)
+        body = await read_body(request, self._config.server)
         chat, raw = parse_chat_request(body)
         notes = tuple(drop_client_overrides(raw))  # before the cache key and anything upstream
         conversation, conversation_notes = conversation_of(
@@ -339,18 +237,18 @@ class Ingress:
         await self._admit(key)
         allowance = await self._spend.admit(key)  # 429 insufficient_quota; no actor call on a known key
         spend_headers = credit_header(key, allowance)
-        tags = _requested_tags(request.headers.get("x-nemo-tags"), raw)
-        request_id = _request_id(request)
+        tags = requested_tags(request.headers.get("x-nemo-tags"), raw)
+        request_id = request_id_of(request)
         ck, cached = await self._cache_lookup(raw, tags, key)
         if cached is not None:
-            return _with_headers(self._replay(cached, chat, request_id, received_at, key, tags, conversation), spend_headers)
+            return with_headers(self._replay(cached, chat, request_id, received_at, key, tags, conversation), spend_headers)
         turn, plan_s, guard = await self._prepare(
             chat, raw, tags, request_id, received_at, key.key_id, cache_key=ck, notes=notes, conversation=conversation
         )
         cache_header = {"x-nemo-cache": "miss" if ck else "bypass", **spend_headers}
         if chat.stream:
-            return _with_headers(await self._stream(turn, plan_s, guard), cache_header)
-        return _with_headers(await self._complete(turn, plan_s, guard), cache_header)
+            return with_headers(await self._stream(turn, plan_s, guard), cache_header)
+        return with_headers(await self._complete(turn, plan_s, guard), cache_header)
 
     def _report_leases(self, events: list) -> None:
         self._planner.tracker().report.remote(events)
@@ -359,23 +257,6 @@ class Ingress:
         """The ingress's hold on the turn's leases; closing it also cancels
         the caller's stream, if there is one."""
         return TurnGuard(turn.turn_id, self._leases.add, generator.cancel if generator is not None else None)
-
-    async def _cache_lookup(self, raw: dict, tags: tuple[str, ...], key: KeyInfo) -> tuple[str | None, CachedTurn | None]:
-        """The cache key (None: not cached) and the entry if there is one. A
-        slow or absent cache actor is a miss, never a failed turn."""
-        settings = self._config.cache
-        if not settings.enabled or not cache_requested(raw):
-            return None, None
-        ck = cache_key(raw, tags=tags, namespace=key.key_id if settings.scope == "key" else None)
-        try:
-            if self._cache is None:
-                self._cache = ray.get_actor(CACHE_ACTOR_NAME, namespace=self._config.deployments.tracker_namespace)
-            async with asyncio.timeout(CACHE_TIMEOUT_S):
-                return ck, await self._cache.get.remote(ck)
-        except (RayError, TimeoutError, ValueError):
-            log.warning("response cache unavailable; treating as a miss", exc_info=True)
-            self._cache = None
-            return ck, None
 
     def _replay(self, entry: CachedTurn, chat, request_id: str, received_at: float, key: KeyInfo, tags, conversation) -> Response:
         """Answer from the cache, and log the turn as a cache hit."""
@@ -397,9 +278,9 @@ class Ingress:
 
     async def chat(self, body: dict, *, tags: tuple[str, ...] = (), request_id: str | None = None) -> dict:
         self._refuse_if_stopping()
-        chat, raw, notes, conversation = _handle_body(body, stream=False)
+        chat, raw, notes, conversation = handle_body(body, stream=False)
         turn, _, guard = await self._prepare(
-            chat, raw, _requested_tags(None, raw, tags), request_id or _new_request_id(), time.time(), notes=notes, conversation=conversation
+            chat, raw, requested_tags(None, raw, tags), request_id or new_request_id(), time.time(), notes=notes, conversation=conversation
         )
         result = await self._complete_once(turn, guard)
         if isinstance(result, TurnFailure):
@@ -408,9 +289,9 @@ class Ingress:
 
     async def chat_stream(self, body: dict, *, tags: tuple[str, ...] = (), request_id: str | None = None):
         self._refuse_if_stopping()
-        chat, raw, notes, conversation = _handle_body(body, stream=True)
+        chat, raw, notes, conversation = handle_body(body, stream=True)
         turn, _, guard = await self._prepare(
-            chat, raw, _requested_tags(None, raw, tags), request_id or _new_request_id(), time.time(), notes=notes, conversation=conversation
+            chat, raw, requested_tags(None, raw, tags), request_id or new_request_id(), time.time(), notes=notes, conversation=conversation
         )
         head, pieces = await self._open_stream(turn, guard)
         if isinstance(head, TurnFailure):
@@ -500,34 +381,12 @@ class Ingress:
 
     # -- helpers ------------------------------------------------------------
 
-    async def _read_body(self, request: Request) -> bytes:
-        """The whole body, within ``server.max_body_bytes`` and
-        ``server.body_read_timeout_s`` (a body announced and never sent is a
-        408, not a connection held open)."""
-        server = self._config.server
-        limit = server.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
-        parts: list[bytes] = []
-        size = 0
-        try:
-            async with asyncio.timeout(server.body_read_timeout_s):
-                async for part in request.stream():
-                    parts.append(part)
-                    size += len(part)
-                    if size > limit:
-                        raise PayloadTooLarge(f"request body exceeds {limit} bytes")
-        except TimeoutError:
-            raise RequestTimeout(f"the request body did not arrive within {server.body_read_timeout_s:g} s") from None
-        return b"".join(parts)
-
     async def _stream(self, turn: TurnRequest, plan_s: float, guard: TurnGuard) -> Response:
         dispatched = time.perf_counter()
         head, pieces = await self._open_stream(turn, guard)
         if isinstance(head, TurnFailure):
             return JSONResponse(head.error, status_code=head.http_status)
-        headers = {**SSE_HEADERS, **_turn_headers(turn, head, plan_s, time.perf_counter() - dispatched)}
+        headers = {**SSE_HEADERS, **turn_headers(turn, head, plan_s, time.perf_counter() - dispatched)}
         return StreamingResponse(pieces, media_type="text/event-stream", headers=headers)
 
     async def _open_stream(self, turn: TurnRequest, guard: TurnGuard):
@@ -556,7 +415,7 @@ class Ingress:
                 if attempt:
                     raise
                 log.warning("provider-caller lost before the first token; dispatching the turn again", exc_info=True)
-                turn = _fresh(turn)
+                turn = fresh(turn)
                 guard = self._guard(turn)
             except BaseException:
                 guard.close()
@@ -584,7 +443,7 @@ class Ingress:
                         if type(piece) is not bytes:
                             if type(piece) is TurnSettled:
                                 self._spend.charge(turn, piece.cost_usd)
-                            piece = _item_bytes(piece)
+                            piece = failure_bytes(piece)
                             if not piece:
                                 continue
                         if forwarded is not None:
@@ -601,12 +460,12 @@ class Ingress:
                     resume = None if resumed or forwarded is None else resume_point(forwarded)
                     if resume is None:
                         log.warning("provider-caller lost mid-stream; ending the turn with an error event", exc_info=True)
-                        self._dispatch.record(_interrupted_record(turn, head))
+                        self._dispatch.record(interrupted_record(turn, head))
                         yield encode_json(TurnInterrupted("the router lost the process serving this turn").to_openai())
                         yield DONE_EVENT
                         return
                     log.warning("provider-caller lost mid-stream; carrying the turn over to another", exc_info=True)
-                    turn, resumed = _resumed(turn, resume), True
+                    turn, resumed = carried_over(turn, resume), True
                     generator = self._dispatch.stream(turn)
                     guard = self._guard(turn, generator)
         finally:
@@ -620,7 +479,7 @@ class Ingress:
         if isinstance(result, TurnFailure):
             return JSONResponse(result.error, status_code=result.http_status)
         head, payload = result
-        headers = _turn_headers(turn, head, plan_s, time.perf_counter() - dispatched)
+        headers = turn_headers(turn, head, plan_s, time.perf_counter() - dispatched)
         # A metered key's charge goes out once the reply has been sent.
         charge = BackgroundTask(self._spend.charge_soon, turn, head.cost_usd) if head.cost_usd else None
         return Response(payload, media_type="application/json", headers=headers, background=charge)
