@@ -12,6 +12,13 @@ here, once, into ``TurnLogS3Error``::
 
 Credentials come from boto3's normal chain (environment, shared files,
 instance or pod role); nothing here reads or logs them.
+
+``S3_CALLS`` lists every S3 operation the turn log makes (the sink, the
+reader, the spend ledger), the IAM action it needs and the keys below the
+turn log's prefix it touches. The cluster's IAM policies
+(``deploy/iam/*.json``) grant exactly these, and
+``tests/test_cluster_iam.py`` checks both against the calls in the code: a
+new S3 call must be added here and to the policies.
 """
 
 from __future__ import annotations
@@ -24,7 +31,19 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-__all__ = ["TurnLogS3Error", "make_s3_client", "s3_errors", "split_s3_url"]
+__all__ = ["S3_CALLS", "TurnLogS3Error", "make_s3_client", "s3_errors", "split_s3_url"]
+
+# S3 operation -> (IAM action, where below ``<prefix>/``). For object
+# operations the places are key patterns; for listing, the ``Prefix``
+# values sent (the IAM condition key ``s3:prefix``).
+S3_CALLS: dict[str, tuple[str, tuple[str, ...]]] = {
+    # S3ParquetSink.put (turn records), LedgerStore.append (top-ups)
+    "PutObject": ("s3:PutObject", ("dt=*", "_ledger/*")),
+    # read_turn_log (keystore spend recovery, `nemo-router report`), LedgerStore.read
+    "GetObject": ("s3:GetObject", ("dt=*", "_ledger/*")),
+    # read_turn_log lists the whole prefix, LedgerStore.read its _ledger/ folder
+    "ListObjectsV2": ("s3:ListBucket", ("", "_ledger/")),
+}
 
 # Short timeouts: the client runs on the writer's thread, and an S3 that does
 # not answer should send batches to the spool within seconds, not minutes.
