@@ -194,16 +194,6 @@ def test_the_head_changes_only_this_clusters_workers():
 # --------------------------------------------------------------------------- cluster.yaml's profiles
 
 
-def test_every_node_type_has_its_own_instance_profile():
-    config = cluster()
-    types = config["available_node_types"]
-    names = {t: profile_name(node_type) for t, node_type in types.items()}
-    assert names[config["head_node_type"]] == "nemo-router-head"
-    for t in types:
-        if t != config["head_node_type"]:
-            assert names[t] == "nemo-router-worker", t
-
-
 def test_ray_does_not_attach_its_broad_default_profile_to_the_head(monkeypatch):
     # What `ray up` does before launching the head: with a profile in the
     # head's node_config it returns before creating or attaching

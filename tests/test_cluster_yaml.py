@@ -27,6 +27,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_YAML = REPO / "cluster.yaml"
 SERVE_YAML = REPO / "deploy" / "serve_config.yaml"
+CLUSTER_ROUTER_YAML = REPO / "config" / "router.cluster.yaml"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -207,6 +208,64 @@ def test_every_command_is_valid_bash():
             assert result.returncode == 0, (key, command, result.stderr)
 
 
+def test_every_node_type_has_its_own_instance_profile():
+    # Without one on the head Ray attaches its broad default; without one on a
+    # worker its replicas have no credentials (tests/test_cluster_iam.py checks the policies).
+    config = load_cluster()
+    head = config["head_node_type"]
+    for name, node_type in config["available_node_types"].items():
+        profile = node_type["node_config"].get("IamInstanceProfile")
+        assert profile == {"Name": "nemo-router-head" if name == head else "nemo-router-worker"}, name
+
+
+# --------------------------------------------------------------------------- the cluster's router config
+
+
+def test_cluster_router_config_logs_to_s3_with_a_spool_on_each_node():
+    from router.config import load_config
+
+    cluster = load_cluster()
+    config = load_config(CLUSTER_ROUTER_YAML, environ={})
+    turn_log = config.turn_log
+    assert turn_log.sink == "s3"
+    assert turn_log.s3.bucket and turn_log.s3.prefix.strip("/")
+    assert turn_log.s3.endpoint_url is None  # real S3, through the instance profile
+    assert turn_log.s3.region == cluster["provider"]["region"]
+    assert turn_log.wal.enabled and turn_log.wal.path is None  # the WAL lives in the spool folder
+    # The spool is a folder on each node, writable by the SSH user, and not in
+    # the repo copy that `ray up` re-syncs.
+    home = Path(f"/home/{cluster['auth']['ssh_user']}")
+    repo_copy = home / next(r for r, l in cluster["file_mounts"].items() if l == ".").removeprefix("~/")
+    spool = Path(turn_log.spool.path)
+    assert spool.is_absolute() and spool.is_relative_to(home) and not spool.is_relative_to(repo_copy)
+
+
+def test_the_laptop_example_still_logs_to_a_local_folder():
+    from router.config import load_config
+
+    assert load_config(REPO / "config" / "router.example.yaml", environ={}).turn_log.sink == "local"
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_head_setup_stops_on_the_example_bucket(tmp_path):
+    # The cluster config names a placeholder bucket; ray up must stop until it is changed.
+    guard = next(c for c in load_cluster()["head_setup_commands"] if "grep" in c)
+    config = tmp_path / "nemo-router" / "config" / "router.yaml"
+    config.parent.mkdir(parents=True)
+
+    def run_guard(text: str) -> int:
+        config.write_text(text)
+        env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+        return subprocess.run(["bash", "-c", f"({guard})"], env=env, capture_output=True).returncode
+
+    example = CLUSTER_ROUTER_YAML.read_text()
+    assert run_guard(example) != 0
+    from router.config import load_config
+
+    bucket = load_config(CLUSTER_ROUTER_YAML, environ={}).turn_log.s3.bucket
+    assert run_guard(example.replace(bucket, "acme-voice-turns")) == 0
+
+
 # --------------------------------------------------------------------------- cluster.yaml: the validator is real
 
 
@@ -289,8 +348,11 @@ def test_serve_config_path_is_where_cluster_yaml_puts_the_repo():
     home = f"/home/{cluster['auth']['ssh_user']}"
     config_path = load_serve()["applications"][0]["args"]["config_path"]
     assert config_path == remote.replace("~", home, 1) + "/config/router.yaml"
-    # ... and the file the operator copies it from is in the repo.
-    assert (REPO / "config" / "router.example.yaml").exists()
+    # ... and the file the operator copies it from is in the repo, named by
+    # cluster.yaml's instructions and its head_setup check.
+    assert CLUSTER_ROUTER_YAML.exists()
+    assert "cp config/router.cluster.yaml config/router.yaml" in CLUSTER_YAML.read_text()
+    assert "copy config/router.cluster.yaml" in cluster["head_setup_commands"][0]
 
 
 def _app(data: dict) -> dict:
