@@ -186,7 +186,9 @@ class Ingress:
         key, the scrape key or a scrape network (``metrics.scrape``)."""
         headers = request.headers
         peer = request.client.host if request.client else None
-        if not self._scrape.admits(headers.get("authorization"), peer, headers.get("x-forwarded-for")):
+        # Every header line, in order: a proxy may append a line rather than extend the first.
+        forwarded_for = ", ".join(headers.getlist("x-forwarded-for")) or None
+        if not self._scrape.admits(headers.get("authorization"), peer, forwarded_for):
             self._keys.authenticate_admin(headers.get("authorization"))
         hub = self._metrics_hub()
         body, content_type = await hub.exposition.remote(headers.get("accept"), await self._upstream_states())

@@ -30,7 +30,8 @@ class ScrapeAccess:
 
     def admits(self, authorization: str | None, peer: str | None, forwarded_for: str | None) -> bool:
         """``peer``: the address the server reports (``request.client``);
-        ``forwarded_for``: the ``X-Forwarded-For`` header, or None."""
+        ``forwarded_for``: every ``X-Forwarded-For`` line, joined with
+        ``", "`` in order, or None when there was none."""
         return self._by_key(authorization) or self._by_network(peer, forwarded_for)
 
     def _by_key(self, authorization: str | None) -> bool:

@@ -67,7 +67,8 @@ def test_prometheus_series_per_upstream_in_both_formats_and_who_may_scrape(route
     scrape = {"authorization": f"Bearer {SCRAPE_KEY}"}
 
     def value(families, family, sample):
-        found = [s.value for s in families.get(family, ()).samples if s.name == sample and all(s.labels.get(k) == v for k, v in upstream.items())] if family in families else []
+        samples = families[family].samples if family in families else []
+        found = [s.value for s in samples if s.name == sample and all(s.labels.get(k) == v for k, v in upstream.items())]
         return found[0] if found else 0
 
     def classic():
@@ -97,6 +98,8 @@ def test_prometheus_series_per_upstream_in_both_formats_and_who_may_scrape(route
     assert httpx.get(f"{router}/metrics", headers=ADMIN).status_code == 200
     assert httpx.get(f"{router}/metrics", headers={"x-forwarded-for": "192.0.2.7"}).status_code == 200
     assert httpx.get(f"{router}/metrics", headers={"x-forwarded-for": "192.0.2.7, 198.51.100.1"}).status_code == 401
+    two_lines = [("x-forwarded-for", "192.0.2.7"), ("x-forwarded-for", "198.51.100.1")]  # the last line is the proxy's
+    assert httpx.get(f"{router}/metrics", headers=two_lines).status_code == 401
     assert httpx.get(f"{router}/metrics", headers=AUTH).status_code == 403
     assert httpx.get(f"{router}/metrics", headers={"authorization": f"Bearer {SCRAPE_KEY}x"}).status_code == 401
     # The scrape key reads /metrics and nothing else.

@@ -158,6 +158,7 @@ def render_prometheus(lifetime: Mapping[SeriesKey, TurnStats], upstreams: Iterab
 
 
 def _values(key: SeriesKey, labels: tuple[str, ...]) -> list[str]:
+    """Label values for ``_LABELS`` or ``_LEGACY_LABELS`` (whose ``endpoint`` repeats ``upstream``)."""
     group, endpoint = key
     return [group, endpoint, endpoint][: len(labels)]
 
