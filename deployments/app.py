@@ -18,6 +18,7 @@ from typing import Any
 from ray.serve import Application
 
 from router.config import RouterConfig, load_config
+from router.scrape_access import networks_need_forwarding
 from nemo_turnlog.alerts import AlertRule
 
 from deployments.cache_actor import get_or_create_cache_actor
@@ -36,6 +37,10 @@ APP_NAME = "nemo-router"
 def build_app(config: RouterConfig) -> Application:
     """Create the tracker actor (or find it) and bind ingress -> caller."""
     config = _absolute_paths(config)
+    # Serve reads the same variable, in every Ray process, at start-up.
+    refusal = networks_need_forwarding(config.metrics.scrape, os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1")
+    if refusal is not None:
+        raise ValueError(refusal)
     tracker = get_or_create_tracker(config)
     start_health_prober(config, tracker)
     if keystore_needed(config):

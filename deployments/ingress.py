@@ -29,7 +29,7 @@ from router.catalog import load_catalog, model_card
 from router.config import RouterConfig
 from router.conversation import CONVERSATION_HEADER, CONVERSATION_TURN_HEADER, Conversation, conversation_of
 from router.keys import KeyInfo, KeyRing, RateLimited
-from nemo_turnlog.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
+from nemo_turnlog.prometheus import upstream_states
 from router.errors import (
     InvalidRequest,
     ModelNotFound,
@@ -41,6 +41,7 @@ from router.errors import (
 from router.openai_wire import drop_client_overrides, is_json_content_type, parse_chat_request
 from router.response_cache import CachedTurn, replay_completion, replay_sse
 from router.routing_state import check_eligible
+from router.scrape_access import ScrapeAccess
 from router.sse import DONE_DATA, DONE_EVENT, SSEDecoder, encode_json
 from router.turn import TurnFailure, TurnHead, TurnRequest, TurnSettled, new_turn_id
 from router.turn.guard import TurnGuard
@@ -90,6 +91,7 @@ class Ingress:
         # (the client left, the dispatch failed, the caller died).
         self._leases = OutcomeReporter(self._report_leases, config.deployments.report_interval_s)
         self._keys = KeyRing(config.auth)
+        self._scrape = ScrapeAccess(config.metrics.scrape)
         self._cache_lookup = CacheLookup(config)
         catalog = load_catalog()
         self._model_cards = [model_card(name, catalog.get(name)) for name in config.model_groups]
@@ -178,10 +180,29 @@ class Ingress:
 
     @api.get("/metrics")
     async def prometheus(self, request: Request) -> Response:
-        """Prometheus text exposition: latency histograms with voice buckets
-        (10 ms to 30 s), turn and error counters, totals since the hub started."""
-        self._keys.authenticate_admin(request.headers.get("authorization"))
-        return Response(await self._metrics_hub().prometheus_text.remote(), media_type=PROMETHEUS_CONTENT_TYPE)
+        """Prometheus exposition (``nemo_turnlog.prometheus``), classic text
+        or OpenMetrics by the ``Accept`` header: totals since the hub
+        started, and the tracker's in-flight and breaker gauges. The admin
+        key, the scrape key or a scrape network (``metrics.scrape``)."""
+        headers = request.headers
+        peer = request.client.host if request.client else None
+        # Every header line, in order: a proxy may append a line rather than extend the first.
+        forwarded_for = ", ".join(headers.getlist("x-forwarded-for")) or None
+        if not self._scrape.admits(headers.get("authorization"), peer, forwarded_for):
+            self._keys.authenticate_admin(headers.get("authorization"))
+        hub = self._metrics_hub()
+        body, content_type = await hub.exposition.remote(headers.get("accept"), await self._upstream_states())
+        return Response(body, headers={"content-type": content_type})
+
+    async def _upstream_states(self) -> list:
+        """The routing gauges' rows; none (and a warning) if the tracker does
+        not answer in time: the turn metrics are still worth serving."""
+        try:
+            async with asyncio.timeout(TRACKER_TIMEOUT_S):
+                return upstream_states(await self._planner.tracker().snapshot.remote())
+        except (TimeoutError, RayError, ValueError):
+            log.warning("no routing state for /metrics: the tracker did not answer", exc_info=True)
+            return []
 
     def _metrics_hub(self):
         if not self._config.metrics.enabled:

@@ -6,7 +6,8 @@ A thin async shell over ``nemo_turnlog.metrics.MetricsAggregator`` and
 ``MetricsReporter``: ``observe(record)`` per turn (a local, in-memory
 update), one fire-and-forget ``report(delta)`` per ``interval_s``. The
 ingress reads ``snapshot_json()`` for ``GET /v1/metrics`` and
-``prometheus_text()`` for ``GET /metrics``. Every ``evaluate_interval_s``
+``exposition(accept, upstreams)`` for ``GET /metrics`` (rendered here, from
+the merged stats, with the tracker's routing state the ingress passes in). Every ``evaluate_interval_s``
 the hub evaluates the rules; transitions are logged and, when the
 environment variable named by ``webhook_url_env`` is set where the hub
 runs, posted to that webhook. The URL is read there, once, at start-up:
@@ -25,7 +26,7 @@ from collections.abc import Callable, Sequence
 
 from nemo_turnlog.alerts import AlertEvaluator, AlertRule, WebhookNotifier, log_transition
 from nemo_turnlog.metrics import MetricsAggregator, MetricsDelta, MetricsRecorder
-from nemo_turnlog.prometheus import render_prometheus
+from nemo_turnlog.prometheus import UpstreamState, render, render_prometheus
 from nemo_turnlog.record import TurnRecord
 
 __all__ = ["MetricsHub", "MetricsReporter", "get_or_create_metrics_hub"]
@@ -65,6 +66,11 @@ class MetricsHub:
 
     async def prometheus_text(self) -> str:
         return render_prometheus(self._metrics.lifetime())
+
+    async def exposition(self, accept: str | None = None, upstreams: Sequence[UpstreamState] = ()) -> tuple[bytes, str]:
+        """``GET /metrics``: the body and content type for the scraper's
+        ``Accept`` (``nemo_turnlog.prometheus.render``)."""
+        return render(self._metrics.lifetime(), upstreams, accept)
 
     async def evaluate_alerts(self) -> list[str]:
         """Evaluate the rules now; the transitions' texts (tests, operators)."""

@@ -349,6 +349,13 @@ class RouterConfig(_Frozen):
         return self
 
     @model_validator(mode="after")
+    def _scrape_key_is_its_own(self) -> "RouterConfig":
+        scrape_hash = self.metrics.scrape.key_hash
+        if scrape_hash is not None and (scrape_hash == self.auth.admin_key_hash or scrape_hash in {k.hash for k in self.auth.keys}):
+            raise ValueError("metrics.scrape.key_hash must be a key of its own, not the admin key or a client key")
+        return self
+
+    @model_validator(mode="after")
     def _spend_alerts_name_keys(self) -> "RouterConfig":
         metered = {key.name for key in self.auth.keys if key.metered}
         for rule in self.metrics.spend_alerts:

@@ -5,11 +5,13 @@ metrics hub with its alert rules. Part of ``router.config``'s schema.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from router.config_base import Frozen as _Frozen
+from router.keys.hashing import parse_key_hash
 
 __all__ = [
     "S3Config",
@@ -19,6 +21,7 @@ __all__ = [
     "DatadogExportConfig",
     "TurnLogConfig",
     "AlertRuleConfig",
+    "ScrapeConfig",
     "MetricsConfig",
 ]
 
@@ -135,6 +138,37 @@ class SpendAlertConfig(_Frozen):
     name: str = ""
 
 
+class ScrapeConfig(_Frozen):
+    """Who may read ``GET /metrics`` besides the admin key: a bearer key of
+    its own (``key_hash``, as printed by ``nemo-router hash-key``), or any
+    scraper whose address is in ``networks`` (CIDRs), no key needed.
+
+    The address: with ``forwarded_hops: 0``, the TCP peer the ingress sees,
+    and a request carrying ``X-Forwarded-For`` is never let in by network
+    (the server would have taken the peer from that header). That peer is
+    the client only without Serve's HAProxy in front (``--serve-mode
+    classic``): HAProxy adds no ``X-Forwarded-For`` and is every request's
+    peer, so the router refuses ``networks`` with ``forwarded_hops: 0`` when
+    HAProxy is on. With ``forwarded_hops: N``, the N-th address from the
+    right of ``X-Forwarded-For``: what the outermost of N proxies in front
+    of the router (each appending the address it saw) saw. Only right if
+    clients cannot reach the router except through those proxies."""
+
+    key_hash: str | None = None
+    networks: tuple[str, ...] = ()
+    forwarded_hops: int = Field(default=0, ge=0, le=10)
+
+    @field_validator("key_hash")
+    @classmethod
+    def _normalised_hash(cls, value: str | None) -> str | None:
+        return None if value is None else parse_key_hash(value)
+
+    @field_validator("networks")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(str(ipaddress.ip_network(network)) for network in value)  # ValueError names a bad one
+
+
 class MetricsConfig(_Frozen):
     """Rolling p50/p99 per model group and endpoint, held by one hub actor
     that caller replicas report to every ``report_interval_s``; alerts are
@@ -150,6 +184,7 @@ class MetricsConfig(_Frozen):
     webhook_url_env: str = "NEMO_ALERT_WEBHOOK_URL"
     alerts: tuple[AlertRuleConfig, ...] = ()
     spend_alerts: tuple[SpendAlertConfig, ...] = ()
+    scrape: ScrapeConfig = ScrapeConfig()
 
     @model_validator(mode="after")
     def _windows_fit(self) -> "MetricsConfig":

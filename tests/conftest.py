@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import ADMIN_KEY, AUTH, CANARY_PROVIDER_KEY, CANARY_PROVIDER_KEY_ENV, LIMITED_KEY, NARROW_KEY, TEST_KEY
+from helpers import ADMIN_KEY, AUTH, CANARY_PROVIDER_KEY, CANARY_PROVIDER_KEY_ENV, LIMITED_KEY, NARROW_KEY, SCRAPE_KEY, TEST_KEY
 
 ROUTER_PORT = int(os.environ.get("NEMO_TEST_PORT", "8765"))
 
@@ -189,6 +189,9 @@ def router_config(sim, turn_log_path: Path) -> dict:
                 {"name": "slow-first-token", "metric": "ttft_p99_s", "threshold": 0.3, "model_group": "alerting",
                  "window_s": 4, "min_turns": 5, "cooldown_s": 0},
             ],
+            # /metrics without the admin key: the scrape key, or an address
+            # in TEST-NET-1 as one trusted proxy in front reports it.
+            "scrape": {"key_hash": hash_key(SCRAPE_KEY), "networks": ["192.0.2.0/24"], "forwarded_hops": 1},
         },
         "auth": {
             "keys": [

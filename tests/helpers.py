@@ -9,6 +9,7 @@ TEST_KEY = "sk-test-all-models"
 NARROW_KEY = "sk-test-voice-fast-only"
 LIMITED_KEY = "sk-test-three-per-minute"
 ADMIN_KEY = "sk-test-admin"
+SCRAPE_KEY = "sk-test-scrape-only"  # metrics.scrape.key_hash: reads /metrics, nothing else
 AUTH = {"authorization": f"Bearer {TEST_KEY}"}
 # Canaries for the secrets suite (tests/test_e2e_secrets.py): a provider key
 # the router sends upstream, and a client key; neither may appear in any
