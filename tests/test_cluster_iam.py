@@ -18,7 +18,6 @@ from __future__ import annotations
 import ast
 import io
 import json
-import os
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
