@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -23,38 +23,14 @@ from nemo_turnlog import AttemptRecord, LocalParquetSink, S3ParquetSink, TurnLog
 from nemo_turnlog.record_json import FIELDS, HEADER, decode_header, decode_record, encode_record
 from nemo_turnlog.testing import AWS_ENV_TO_CLEAR, FAKE_AWS_ENV, LocalS3Server
 from nemo_turnlog.wal import ProcessIdentity, Segment, WriteAheadLog, process_alive, read_segment
+from test_turnlog import HOUR_07, turn
 
 REPO = Path(__file__).resolve().parents[1]
-HOUR_07 = datetime(2025, 1, 31, 7, 15, tzinfo=timezone.utc)
 NEVER_S = 3600.0  # only size or flush() writes
 ME = ProcessIdentity.current()
 # This pid with another start time: a process that reused our pid's
 # predecessor's number, i.e. the owner is dead.
 DEAD = dataclasses.replace(ME, start_cs=ME.start_cs - 12_345)
-
-
-def turn(request_id: str, timestamp: datetime = HOUR_07, **changes) -> TurnRecord:
-    record = TurnRecord(
-        request_id=request_id,
-        timestamp=timestamp,
-        model_group="voice-fast",
-        endpoint="sim-backup",
-        provider="openai",
-        model="sim-model",
-        streamed=True,
-        status="ok",
-        http_status=200,
-        error_type=None,
-        ttft_s=0.125,
-        total_s=0.5,
-        prompt_tokens=3,
-        completion_tokens=12,
-        total_tokens=15,
-        attempts=[AttemptRecord("sim-503", "upstream_5xx", 0.05, 503), AttemptRecord("sim-backup", "ok", 0.45)],
-        fallback_count=1,
-        tags=["voice"],
-    )
-    return dataclasses.replace(record, **changes)
 
 
 def turns(prefix: str, count: int) -> list[TurnRecord]:
