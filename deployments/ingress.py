@@ -9,7 +9,6 @@ whose stream it forwards as it comes. Every error leaves as OpenAI's error objec
 """
 
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -17,21 +16,17 @@ import time
 import uuid
 from collections.abc import Iterator
 
-import ray
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
-from ray.exceptions import RayError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.background import BackgroundTask
 
 from router.catalog import load_catalog, model_card
 from router.config import RouterConfig
 from router.conversation import CONVERSATION_HEADER, CONVERSATION_TURN_HEADER, Conversation, conversation_of
-from router.keys import KeyInfo, KeyRing, RateLimited
-from nemo_turnlog.prometheus import upstream_states
+from router.keys import KeyInfo, KeyRing
 from router.errors import (
-    InvalidRequest,
     ModelNotFound,
     RouterStopping,
     TurnFailed,
@@ -53,7 +48,8 @@ from deployments.cache_lookup import CacheLookup
 from deployments.caller import ProviderCaller
 from deployments.dispatch import LocalDispatch, RemoteDispatch
 from deployments.http_app import openai_api
-from deployments.planner import TRACKER_TIMEOUT_S, Planner
+from deployments.metrics_client import MetricsClient
+from deployments.planner import Planner
 from deployments.reporter import OutcomeReporter
 from deployments.stop import GRACEFUL_SHUTDOWN_POLL_S, SHUTDOWN_MARGIN_S
 from deployments.spend_gate import KEYSTORE_ERRORS, SpendGate, credit_header, me_json, top_up_amount
@@ -87,6 +83,7 @@ class Ingress:
         # A turn carried over from a lost caller resumes from what was forwarded (none to lose in process).
         self._resume_bytes = config.server.stream_buffer_bytes if caller is not None else 0
         self._planner = Planner(config)
+        self._metrics = MetricsClient(config, self._planner.tracker)
         # This replica's channel to the tracker for turns it closes itself
         # (the client left, the dispatch failed, the caller died).
         self._leases = OutcomeReporter(self._report_leases, config.deployments.report_interval_s)
@@ -96,7 +93,6 @@ class Ingress:
         catalog = load_catalog()
         self._model_cards = [model_card(name, catalog.get(name)) for name in config.model_groups]
         self._model_cards_by_id = {card["id"]: card for card in self._model_cards}
-        self._keystore = None
         self._stopping = False
         self._responding = LiveTurns()  # the turn responses this replica is sending, for a drain
         self._spend = SpendGate(config)
@@ -169,14 +165,7 @@ class Ingress:
         """Rolling p50/p99 TTFT and total latency, error rate and turns per
         minute, per model group and endpoint, merged across replicas."""
         self._keys.authenticate_admin(request.headers.get("authorization"))
-        window = request.query_params.get("window_s")
-        try:
-            window_s = float(window) if window else None
-        except ValueError:
-            raise InvalidRequest("window_s must be a number of seconds", param="window_s") from None
-        if window_s is not None and not 0 < window_s <= self._config.metrics.window_s:
-            raise InvalidRequest(f"window_s must be in (0, {self._config.metrics.window_s}]", param="window_s")
-        return await self._metrics_hub().snapshot_json.remote(window_s)
+        return await self._metrics.snapshot(request.query_params.get("window_s"))
 
     @api.get("/metrics")
     async def prometheus(self, request: Request) -> Response:
@@ -190,24 +179,8 @@ class Ingress:
         forwarded_for = ", ".join(headers.getlist("x-forwarded-for")) or None
         if not self._scrape.admits(headers.get("authorization"), peer, forwarded_for):
             self._keys.authenticate_admin(headers.get("authorization"))
-        hub = self._metrics_hub()
-        body, content_type = await hub.exposition.remote(headers.get("accept"), await self._upstream_states())
+        body, content_type = await self._metrics.exposition(headers.get("accept"))
         return Response(body, headers={"content-type": content_type})
-
-    async def _upstream_states(self) -> list:
-        """The routing gauges' rows; none (and a warning) if the tracker does
-        not answer in time: the turn metrics are still worth serving."""
-        try:
-            async with asyncio.timeout(TRACKER_TIMEOUT_S):
-                return upstream_states(await self._planner.tracker().snapshot.remote())
-        except (TimeoutError, RayError, ValueError):
-            log.warning("no routing state for /metrics: the tracker did not answer", exc_info=True)
-            return []
-
-    def _metrics_hub(self):
-        if not self._config.metrics.enabled:
-            raise StarletteHTTPException(404, "metrics are disabled in this router's configuration")
-        return ray.get_actor(self._config.metrics.hub_name, namespace=self._config.deployments.tracker_namespace)
 
     @api.get("/v1/me")
     async def me(self, request: Request) -> dict:
@@ -255,7 +228,7 @@ class Ingress:
         )
         notes += tuple(conversation_notes)
         self._keys.authorize(key, chat.model)
-        await self._admit(key)
+        await self._spend.within_rate_limit(key)
         allowance = await self._spend.admit(key)  # 429 insufficient_quota; no actor call on a known key
         spend_headers = credit_header(key, allowance)
         tags = requested_tags(request.headers.get("x-nemo-tags"), raw)
@@ -324,24 +297,6 @@ class Ingress:
             for event in decoder.feed(item):
                 if event.data and event.data != DONE_DATA:
                     yield json.loads(event.data)
-
-    async def _admit(self, key: KeyInfo) -> None:
-        """The key's turns-per-minute limit, counted across every ingress
-        replica by the keystore actor. If the keystore is unreachable the turn
-        goes through: a limit is not worth a caller hearing silence."""
-        if not key.rate_limit_per_min:
-            return
-        try:
-            if self._keystore is None:
-                self._keystore = ray.get_actor(self._config.deployments.keystore_name, namespace=self._config.deployments.tracker_namespace)
-            async with asyncio.timeout(TRACKER_TIMEOUT_S):
-                ok, retry_after_s = await self._keystore.admit.remote(key.key_id, key.rate_limit_per_min)
-        except (RayError, TimeoutError, ValueError):
-            log.warning("keystore unavailable; admitting the turn", exc_info=True)
-            self._keystore = None
-            return
-        if not ok:
-            raise RateLimited(key.name, key.rate_limit_per_min, retry_after_s)
 
     async def _prepare(
         self,

@@ -29,7 +29,7 @@ from ray.exceptions import RayActorError, RayError
 
 from router.config import RouterConfig
 from router.errors import InvalidRequest
-from router.keys import Allowance, AllowanceCache, Decision, InsufficientQuota, KeyInfo, turn_ref
+from router.keys import Allowance, AllowanceCache, Decision, InsufficientQuota, KeyInfo, RateLimited, turn_ref
 from router.turn import TurnRequest
 
 __all__ = ["SpendGate", "KEYSTORE_ERRORS", "KEYSTORE_TIMEOUT_S", "CHARGE_WAIT_S", "credit_header", "me_json", "top_up_amount"]
@@ -72,6 +72,23 @@ class SpendGate:
         if decision is Decision.REFUSE:
             raise InsufficientQuota(key.name, _spent_part(allowance))
         return allowance
+
+    async def within_rate_limit(self, key: KeyInfo) -> None:
+        """The key's turns-per-minute limit, counted across every ingress
+        replica by the same keystore actor; raises ``RateLimited``. If the
+        keystore is unreachable the turn goes through: a limit is not worth
+        a caller hearing silence."""
+        if not key.rate_limit_per_min:
+            return
+        try:
+            async with asyncio.timeout(KEYSTORE_TIMEOUT_S):
+                ok, retry_after_s = await self._actor().admit.remote(key.key_id, key.rate_limit_per_min)
+        except KEYSTORE_ERRORS:
+            log.warning("keystore unavailable; admitting the turn", exc_info=True)
+            self._keystore = None
+            return
+        if not ok:
+            raise RateLimited(key.name, key.rate_limit_per_min, retry_after_s)
 
     def charge(self, turn: TurnRequest, cost_usd: float) -> None:
         """Charge a finished turn of a metered key; the reply refreshes the cache."""

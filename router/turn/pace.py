@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 
-__all__ = ["ReadPacer"]
+__all__ = ["ReadPacer", "wait_for_reader"]
 
 
 class ReadPacer:
@@ -53,3 +53,14 @@ class ReadPacer:
         while self.full:
             self._room.clear()
             await self._room.wait()
+
+
+async def wait_for_reader(turn, pacer: ReadPacer) -> None:
+    """Pause ``turn``'s upstream reads (a ``TurnState``) until its reader
+    catches up; the turn's deadline still runs, and is told apart by
+    ``turn.waiting_for_reader``."""
+    turn.waiting_for_reader = True
+    await pacer.wait_for_room()
+    # Not in a ``finally``: a deadline that fires in the wait must still
+    # find the flag set where the runner tells why the turn timed out.
+    turn.waiting_for_reader = False

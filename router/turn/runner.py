@@ -52,15 +52,16 @@ from router.errors import (
 from router.continuation import Seam, continuation_messages
 from router.hedge import HedgeBudget
 from router.plan_walk import Candidate, PlanWalk
-from router.providers import ProviderCodec, TranslatedStream, codec_for
+from router.providers import ProviderCodec, codec_for
 from router.providers.chunks import usage_dict
 from router.response_cache import CachedTurn, TurnRecorder, entry_from_completion
 from router.outcome import AttemptStarted, LeaseEvent, OutcomeKind
-from router.sse import DONE_EVENT, SSEDecoder, encode_json
+from router.sse import DONE_EVENT, encode_json
 from router.stream_watch import StreamWatch, Usage
 from router.turn.relay import ContinuationRelay, PassThroughRelay
-from router.turn.state import TurnFailure, TurnHead, TurnRequest, TurnState
-from router.turn.pace import ReadPacer
+from router.turn.state import TurnFailure, TurnHead, TurnRequest, TurnState, ended_by_router
+from router.turn.pace import ReadPacer, wait_for_reader
+from router.turn.reading import as_openai_sse, completion_text, read_to_first_content
 from router.turn.stop import LiveTurns
 from router.turn.transport import UpstreamTransport
 
@@ -225,7 +226,7 @@ class TurnRunner:
             turn.text = watch.reply_text if turn.request.choices > 1 else (sent_text or "") + attempt.relay.forwarded_text
             return
         if turn.ended_by is not None or turn.stop.requested:
-            yield _ended_by_router(turn, started=sent_text is not None)
+            yield ended_by_router(turn, started=sent_text is not None)
             if sent_text is not None:
                 yield DONE_EVENT
             return
@@ -313,8 +314,8 @@ class TurnRunner:
                     response = await stack.enter_async_context(self._transport.open(endpoint, codec, body, candidate.timeouts, stream=True))
                     chunks = self._transport.chunks(response, endpoint.name)
                     if not codec.passthrough:
-                        chunks = _as_openai_sse(chunks, codec.stream_translator(endpoint.model, endpoint=endpoint.name))
-                    first = await _read_to_first_content(chunks, relay)
+                        chunks = as_openai_sse(chunks, codec.stream_translator(endpoint.model, endpoint=endpoint.name))
+                    first = await read_to_first_content(chunks, relay)
         except TimeoutError as exc:
             await stack.aclose()
             if turn.stop.requested:
@@ -357,14 +358,14 @@ class TurnRunner:
                     if attempt.first:
                         yield attempt.first
                         if pacer is not None and pacer.full:
-                            await _wait_for_reader(turn, pacer)
+                            await wait_for_reader(turn, pacer)
                     if relay.failure is None:
                         async for raw in attempt.chunks:
                             out = relay.feed(raw)
                             if out:
                                 yield out
                                 if pacer is not None and pacer.full:
-                                    await _wait_for_reader(turn, pacer)
+                                    await wait_for_reader(turn, pacer)
                             if relay.failure is not None:
                                 break
                     if relay.failure is not None:
@@ -422,7 +423,7 @@ class TurnRunner:
                 turn.overhead_s = turn.router_time_s()
                 turn.endpoint, turn.model = endpoint.name, completion.get("model") or endpoint.model
                 turn.usage, turn.status, turn.http_status = Usage.from_dict(completion.get("usage")), "ok", 200
-                turn.text = _completion_text(completion)
+                turn.text = completion_text(completion)
                 self._attempt(turn, candidate, start_s, OutcomeKind.OK, ttft_s=turn.attempt_ttft_s,
                               cached_tokens=turn.usage.cached_tokens if turn.usage else None)
                 if turn.request.cache_key and self._cache_put:
@@ -433,7 +434,7 @@ class TurnRunner:
             if not walk.after_failure(error):
                 break
         if turn.stop.requested:
-            return _ended_by_router(turn, started=False)
+            return ended_by_router(turn, started=False)
         return self._fail(turn)
 
     def _request_body(self, turn: TurnState, codec: ProviderCodec, request: dict[str, Any], endpoint: EndpointConfig, *, stream: bool) -> bytes:
@@ -495,65 +496,3 @@ class TurnRunner:
         turn.cost, turn.total_s = self._cost(turn), self._clock() - turn.started_s
         self.live.discard(turn.request.turn_id)
         self._emit(turn)
-
-
-def _ended_by_router(turn: TurnState, *, started: bool):
-    """How a turn the router ended (stopping, or a client that read
-    nothing) ends for its client: a ``TurnFailure`` before its stream
-    started, else the SSE error event (followed by ``[DONE]``). The record
-    names the error (``RouterStopping``, ``ClientTooSlow``)."""
-    error = turn.ended_by or RouterStopping("the router is stopping; retry the turn")
-    turn.status, turn.error_type = "error", type(error).__name__
-    if started:
-        turn.http_status = 200
-        return encode_json(error.to_openai())
-    turn.http_status = error.http_status
-    return TurnFailure(error.http_status, error.to_openai())
-
-
-async def _wait_for_reader(turn: TurnState, pacer: ReadPacer) -> None:
-    """Pause upstream reads until the reader catches up; the turn's
-    deadline still runs (and is told apart: ``turn.waiting_for_reader``)."""
-    turn.waiting_for_reader = True
-    await pacer.wait_for_room()
-    # Not in a ``finally``: a deadline that fires in the wait must still
-    # find the flag set where the runner tells why the turn timed out.
-    turn.waiting_for_reader = False
-
-
-async def _read_to_first_content(chunks: AsyncIterator[bytes], relay) -> bytes:
-    """Read until the first content token arrives; return everything accepted
-    so far, so a role-only preamble is forwarded together with it. The
-    caller's first-token deadline bounds the wait."""
-    pending: list[bytes] = []
-    watch = relay.watch
-    async for raw in chunks:
-        out = relay.feed(raw)
-        if out:
-            pending.append(out)
-        if watch.saw_content or watch.done:
-            return b"".join(pending)  # a failure later in this read is raised once it is forwarded
-        if relay.failure is not None:
-            raise relay.failure
-    raise UpstreamDisconnected("upstream closed before the first token", endpoint=watch.endpoint)
-
-
-def _completion_text(completion: dict[str, Any]) -> str:
-    """Every choice's content, one per line (one choice unless ``n > 1``)."""
-    texts = []
-    for choice in completion.get("choices") or ():
-        message = choice.get("message") if isinstance(choice, dict) else None
-        content = message.get("content") if isinstance(message, dict) else None
-        texts.append(content if isinstance(content, str) else "")
-    return "\n".join(texts)
-
-
-async def _as_openai_sse(chunks: AsyncIterator[bytes], translator) -> AsyncIterator[bytes]:
-    """A provider's stream, translated into OpenAI SSE bytes, one piece per
-    network read (the translated path re-encodes; OpenAI upstreams skip it)."""
-    decoder, stream = SSEDecoder(), TranslatedStream(translator)
-    async for raw in chunks:
-        events = stream.feed(decoder.feed(raw))
-        if events:
-            yield b"".join(e.raw for e in events)
-    yield b"".join(e.raw for e in stream.close())

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from router.catalog import TurnCost
-from router.errors import TurnEndedByRouter, UpstreamError
+from router.errors import RouterStopping, TurnEndedByRouter, UpstreamError
+from router.sse import encode_json
 from router.outcome import AttemptOutcome, OutcomeKind
 from router.plan_walk import Candidate
 from router.response_cache import CachedTurn
@@ -27,7 +28,7 @@ from router.stream_watch import Usage
 from router.turn.pace import ReadPacer
 from router.turn.stop import TurnStop
 
-__all__ = ["TurnHead", "TurnFailure", "TurnRequest", "TurnSettled", "TurnState", "new_turn_id"]
+__all__ = ["TurnHead", "TurnFailure", "TurnRequest", "TurnSettled", "TurnState", "ended_by_router", "new_turn_id"]
 
 
 def new_turn_id() -> str:
@@ -179,3 +180,17 @@ class TurnState:
         ``server-timing`` header shows that part)."""
         upstream_s = sum(o.duration_s for o in self.outcomes) + (self.attempt_ttft_s or 0.0)
         return max(0.0, time.time() - self.request.received_at - upstream_s)
+
+
+def ended_by_router(turn: TurnState, *, started: bool):
+    """How a turn the router ended (stopping, or a client that read
+    nothing) ends for its client: a ``TurnFailure`` before its stream
+    started, else the SSE error event (followed by ``[DONE]``). The record
+    names the error (``RouterStopping``, ``ClientTooSlow``)."""
+    error = turn.ended_by or RouterStopping("the router is stopping; retry the turn")
+    turn.status, turn.error_type = "error", type(error).__name__
+    if started:
+        turn.http_status = 200
+        return encode_json(error.to_openai())
+    turn.http_status = error.http_status
+    return TurnFailure(error.http_status, error.to_openai())
