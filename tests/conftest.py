@@ -59,6 +59,21 @@ PROFILES = {
 WEBHOOK_ENV = "NEMO_TEST_ALERT_WEBHOOK_URL"
 
 
+@pytest.fixture(scope="module")
+def s3():
+    """moto's S3 on loopback, with fake credentials in the environment (so
+    nothing can reach a real account); no Ray."""
+    from nemo_turnlog.testing import AWS_ENV_TO_CLEAR, FAKE_AWS_ENV, LocalS3Server
+
+    with pytest.MonkeyPatch.context() as env:
+        for name in AWS_ENV_TO_CLEAR:
+            env.delenv(name, raising=False)
+        for name, value in FAKE_AWS_ENV.items():
+            env.setenv(name, value)
+        with LocalS3Server() as server:
+            yield server
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -60,3 +60,21 @@ def start_router_process(config_path, cwd, log_path):
             [str(Path(sys.executable).parent / "nemo-router"), "run", "--config", str(config_path)],
             cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
+
+
+def replica_pids(app: str, deployment: str) -> list[int]:
+    """The PIDs of an app's replicas of ``deployment``, by the process title
+    Ray gives each actor (only those: a test ends nothing else)."""
+    import os
+
+    title = f"ray::ServeReplica:{app}:{deployment}".encode()
+    pids = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                    if f.read().startswith(title):
+                        pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from helpers import wait_for_records
+from helpers import replica_pids, wait_for_records
 
 pytestmark = pytest.mark.ray
 
@@ -170,18 +170,7 @@ def test_a_malformed_chunk_after_k_words_costs_no_word(acct, simulator, k):
 
 
 def _caller_pids() -> list[int]:
-    """This app's caller replicas, by the process title Ray gives each actor."""
-    title = f"ray::ServeReplica:{APP}:ProviderCaller".encode()
-    pids = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/cmdline", "rb") as f:
-                    if f.read().startswith(title):
-                        pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
+    return replica_pids(APP, "ProviderCaller")
 
 
 def test_a_caller_killed_mid_stream_leaves_a_whole_turn_or_a_clean_error_and_a_record(acct):

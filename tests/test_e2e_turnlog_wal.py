@@ -17,6 +17,7 @@ import uuid
 
 import httpx
 import pytest
+from helpers import replica_pids
 
 pytestmark = pytest.mark.ray
 
@@ -53,18 +54,7 @@ def wal_app(router, simulator, tmp_path_factory):
 
 
 def caller_pids() -> list[int]:
-    """This app's caller replicas, by the process title Ray gives each actor."""
-    title = f"ray::ServeReplica:{APP}:ProviderCaller".encode()
-    pids = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/cmdline", "rb") as f:
-                    if f.read().startswith(title):
-                        pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
+    return replica_pids(APP, "ProviderCaller")
 
 
 def wait_until(predicate, timeout_s: float, interval_s: float = 0.1):

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from nemo_turnlog import TURN_LOG_SCHEMA, LocalParquetSink, S3ParquetSink, TurnRecord, read_turn_log, records_to_table
 from nemo_turnlog.report import build_report, format_table, main, nearest_rank, parse_since
-from nemo_turnlog.testing import AWS_ENV_TO_CLEAR, FAKE_AWS_ENV, LocalS3Server
 
 NOW = datetime(2025, 1, 31, 9, 0, tzinfo=timezone.utc)
 HOUR_S = 3600.0
@@ -56,17 +55,6 @@ EXPECTED_LAST_HOUR = [
      "ttft_p50_ms": 800.0, "ttft_p99_ms": 800.0, "total_p50_ms": 3000.0, "total_p99_ms": 3000.0,
      "fallbacks": 0, "prompt_tokens": 100, "completion_tokens": 200, "cost_usd": None},
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def s3():
-    with pytest.MonkeyPatch.context() as env:
-        for name in AWS_ENV_TO_CLEAR:
-            env.delenv(name, raising=False)
-        for name, value in FAKE_AWS_ENV.items():
-            env.setenv(name, value)
-        with LocalS3Server() as server:
-            yield server
 
 
 @pytest.fixture

@@ -25,23 +25,12 @@ from nemo_turnlog import (
     read_turn_log,
     records_to_table,
 )
-from nemo_turnlog.testing import AWS_ENV_TO_CLEAR, FAKE_AWS_ENV, LocalS3Server
+from nemo_turnlog.testing import FAKE_AWS_ENV, LocalS3Server
 
 HOUR_07 = datetime(2025, 1, 31, 7, 15, tzinfo=timezone.utc)
 HOUR_08 = datetime(2025, 1, 31, 8, 5, tzinfo=timezone.utc)
 NEVER_S = 3600.0  # only size or flush() writes
 KEY = re.compile(r"turns/dt=2025-01-31/hour=0[78]/(?P<replica>[a-z-]+)-(?P<seq>\d{6})-[0-9a-f]{8}\.parquet")
-
-
-@pytest.fixture(scope="module")
-def s3():
-    with pytest.MonkeyPatch.context() as env:
-        for name in AWS_ENV_TO_CLEAR:
-            env.delenv(name, raising=False)
-        for name, value in FAKE_AWS_ENV.items():
-            env.setenv(name, value)
-        with LocalS3Server() as server:
-            yield server
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 
 from nemo_turnlog import AttemptRecord, LocalParquetSink, S3ParquetSink, TurnLogWriter, TurnRecord, read_turn_log
 from nemo_turnlog.record_json import FIELDS, HEADER, decode_header, decode_record, encode_record
-from nemo_turnlog.testing import AWS_ENV_TO_CLEAR, FAKE_AWS_ENV, LocalS3Server
 from nemo_turnlog.wal import ProcessIdentity, Segment, WriteAheadLog, process_alive, read_segment
 from test_turnlog import HOUR_07, turn
 
@@ -282,17 +281,6 @@ def test_concurrent_replayers_claim_each_dead_segment_exactly_once(tmp_path_fact
 
 
 # --- S3: a replay overwrites the same object ---------------------------------
-
-
-@pytest.fixture(scope="module")
-def s3():
-    with pytest.MonkeyPatch.context() as env:
-        for name in AWS_ENV_TO_CLEAR:
-            env.delenv(name, raising=False)
-        for name, value in FAKE_AWS_ENV.items():
-            env.setenv(name, value)
-        with LocalS3Server() as server:
-            yield server
 
 
 def test_an_s3_replay_after_a_crash_overwrites_the_same_keys(s3, tmp_path, monkeypatch):
