@@ -20,7 +20,6 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.background import BackgroundTask
 
 from router.catalog import load_catalog, model_card
 from router.config import RouterConfig
@@ -52,7 +51,7 @@ from deployments.metrics_client import MetricsClient
 from deployments.planner import Planner
 from deployments.reporter import OutcomeReporter
 from deployments.stop import GRACEFUL_SHUTDOWN_POLL_S, SHUTDOWN_MARGIN_S
-from deployments.spend_gate import KEYSTORE_ERRORS, SpendGate, credit_header, me_json, top_up_amount
+from deployments.spend_gate import KEYSTORE_ERRORS, ChargedResponse, SpendGate, credit_header, me_json, top_up_amount
 from deployments.caller_loss import CALLER_LOST, carried_over, failure_bytes, fresh, interrupted_record
 from deployments.ingress_http import (
     SSE_HEADERS,
@@ -457,8 +456,8 @@ class Ingress:
         head, payload = result
         headers = turn_headers(turn, head, plan_s, time.perf_counter() - dispatched)
         # A metered key's charge goes out once the reply has been sent.
-        charge = BackgroundTask(self._spend.charge_soon, turn, head.cost_usd) if head.cost_usd else None
-        return Response(payload, media_type="application/json", headers=headers, background=charge)
+        charge = self._spend.charge_after_reply(turn, head.cost_usd)
+        return ChargedResponse(payload, media_type="application/json", headers=headers, background=charge)
 
     async def _complete_once(self, turn: TurnRequest, guard: TurnGuard):
         """A non-streamed turn (a lost caller replaced once, as for streams)."""

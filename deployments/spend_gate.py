@@ -2,6 +2,7 @@
 
     allowance = await gate.admit(key)              # before the turn; InsufficientQuota (429) if spent
     gate.charge(turn, cost_usd)                    # when the turn has ended; never waits
+    ChargedResponse(body, background=gate.charge_after_reply(turn, cost_usd))
     await gate.me(key) / await gate.top_up(name, usd)
 
 Admission reads the replica's ``AllowanceCache`` (``router.keys.allowance``):
@@ -11,7 +12,9 @@ it is spent (at most once a second, and again when its period ends). Each
 charge is sent when its turn ends and its reply lands in the cache in the
 background; a key's next turn waits for a charge still on its way (usually
 long back by then), which is what bounds overspending to one turn per turn
-running. An unreachable keystore admits the turn (a caller should not hear
+running. A non-streamed turn's charge goes out once its reply is sent, but
+is owed from the moment the reply is made: the key's next turn can arrive
+before the reply's background task runs, and waits for it. An unreachable keystore admits the turn (a caller should not hear
 silence over a ledger) and is looked up again on the next call.
 """
 
@@ -26,13 +29,15 @@ from typing import Any
 
 import ray
 from ray.exceptions import RayActorError, RayError
+from starlette.background import BackgroundTask
+from starlette.responses import Response
 
 from router.config import RouterConfig
 from router.errors import InvalidRequest
 from router.keys import Allowance, AllowanceCache, Decision, InsufficientQuota, KeyInfo, RateLimited, turn_ref
 from router.turn import TurnRequest
 
-__all__ = ["SpendGate", "KEYSTORE_ERRORS", "KEYSTORE_TIMEOUT_S", "CHARGE_WAIT_S", "credit_header", "me_json", "top_up_amount"]
+__all__ = ["SpendGate", "ChargedResponse", "KEYSTORE_ERRORS", "KEYSTORE_TIMEOUT_S", "CHARGE_WAIT_S", "credit_header", "me_json", "top_up_amount"]
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +64,7 @@ class SpendGate:
         allowance the decision was made on (None: not metered, or unknown)."""
         if not key.metered:
             return None
-        pending = self._pending.get(key.key_id)
-        if pending is not None and not pending.done():
-            await asyncio.wait([pending], timeout=CHARGE_WAIT_S)
+        await self._charges_settled(key.key_id)
         decision = self._cache.decide(key.key_id)
         if decision is Decision.ASK:
             allowance = await self._ask(key.key_id)
@@ -105,9 +108,36 @@ class SpendGate:
         task = asyncio.ensure_future(self._settle(key_id, ref))
         self._pending[key_id] = task
 
-    async def charge_soon(self, turn: TurnRequest, cost_usd: float) -> None:
-        """``charge``, as a response's background task (run once it is sent)."""
-        self.charge(turn, cost_usd)
+    def charge_after_reply(self, turn: TurnRequest, cost_usd: float) -> BackgroundTask | None:
+        """``charge``, as the background task of the turn's reply (a
+        ``ChargedResponse``), so sending it costs the reply nothing. The
+        charge is owed from now: the key's next turn waits for it."""
+        key_id = turn.api_key_id
+        if key_id is None or not cost_usd:
+            return None
+        owed = asyncio.get_running_loop().create_future()
+        self._pending[key_id] = owed
+
+        async def send() -> None:
+            try:
+                self.charge(turn, cost_usd)  # the charge's own settling is now what is waited for
+            finally:
+                if self._pending.get(key_id) is owed:
+                    del self._pending[key_id]
+                owed.set_result(None)
+
+        return BackgroundTask(send)
+
+    async def _charges_settled(self, key_id: str) -> None:
+        """Wait (at most ``CHARGE_WAIT_S``) for the key's charge on its way,
+        following an owed charge to its sending and on to its reply."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CHARGE_WAIT_S
+        while (pending := self._pending.get(key_id)) is not None and not pending.done():
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            await asyncio.wait([pending], timeout=left)
 
     async def me(self, key: KeyInfo) -> Allowance | None:
         """The key's standing, fresh from the keystore (None: not metered)."""
@@ -163,6 +193,20 @@ class SpendGate:
         if self._keystore is None:
             self._keystore = self._lookup()
         return self._keystore
+
+
+class ChargedResponse(Response):
+    """A reply whose background task (its turn's charge) runs even if the
+    reply could not be sent: a client gone by then still spent the turn.
+    Starlette's ``Response`` skips its background task when sending fails."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except BaseException:
+            if self.background is not None:
+                await self.background()
+            raise
 
 
 def credit_header(key: KeyInfo, allowance: Allowance | None) -> dict[str, str]:

@@ -87,6 +87,53 @@ def test_a_known_key_is_admitted_with_no_keystore_call_and_refused_once_spent():
     run(scenario())
 
 
+def test_a_charge_due_after_a_reply_holds_the_keys_next_turn_from_the_start():
+    """A non-streamed turn's charge is sent once its reply is out, but the
+    key's next turn can reach this replica before that background task has
+    run (the client asks again the moment it has the reply): it must wait
+    for the charge, not admit on a copy that predates it."""
+
+    async def scenario():
+        clock = ManualClock(NOW)
+        keystore = FakeKeystore(clock)
+        gate = SpendGate(CONFIG, lookup=lambda: keystore, clock=clock)
+        assert (await gate.admit(TRIAL)).ok
+        send_charge = gate.charge_after_reply(turn(), 0.02)  # crosses zero
+        next_turn = asyncio.ensure_future(gate.admit(TRIAL))
+        await asyncio.wait([next_turn], timeout=0.05)
+        assert not next_turn.done()  # held for the charge, not admitted on the old copy
+        await send_charge()
+        with pytest.raises(InsufficientQuota):
+            await next_turn
+        assert gate.charge_after_reply(turn(), 0.0) is None  # nothing to charge
+
+    run(scenario())
+
+
+def test_a_charge_due_after_a_reply_is_sent_even_if_the_reply_was_not():
+    """A client gone before its reply was sent still spent the turn."""
+    from starlette.responses import Response
+
+    from deployments.spend_gate import ChargedResponse
+
+    async def scenario():
+        clock = ManualClock(NOW)
+        keystore = FakeKeystore(clock)
+        gate = SpendGate(CONFIG, lookup=lambda: keystore, clock=clock)
+        await gate.admit(TRIAL)
+
+        async def client_gone(message):
+            raise OSError("the client went away")
+
+        for response_type, charged in ((Response, False), (ChargedResponse, True)):
+            response = response_type(b"{}", background=gate.charge_after_reply(turn(), 0.001))
+            with pytest.raises(OSError):
+                await response({"type": "http"}, None, client_gone)
+            assert ("_charge" in keystore.calls) is charged
+
+    run(scenario())
+
+
 def test_an_unreachable_keystore_admits_and_me_says_so():
     async def scenario():
         def gone():
