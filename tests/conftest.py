@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from browser import chromium_browser, chromium_page  # noqa: F401 (fixtures for the page tests)
 from helpers import ADMIN_KEY, AUTH, CANARY_PROVIDER_KEY, CANARY_PROVIDER_KEY_ENV, LIMITED_KEY, NARROW_KEY, SCRAPE_KEY, TEST_KEY
 
 ROUTER_PORT = int(os.environ.get("NEMO_TEST_PORT", "8765"))
