@@ -6,8 +6,8 @@ A request may ask for tags (header ``x-nemo-tags: eu, vision`` or a body
 field); an endpoint is eligible only if it has every requested tag, and a
 turn that carries ``tools`` also requires ``function-calling``. A turn that
 asks for several choices (``n > 1``) also needs a provider that returns
-them (``router.providers.max_choices``: OpenAI-compatible endpoints do,
-Anthropic and Gemini return one). When no endpoint qualifies the turn
+that many (``router.providers.max_choices``: OpenAI-compatible endpoints
+any, Gemini up to 8, Anthropic one). When no endpoint qualifies the turn
 fails with ``NoEligibleEndpoint`` (400), whose message names the missing
 tag(s), or ``n`` when only the choices rule them out.
 

@@ -74,6 +74,9 @@ def parse_generate_request(body: bytes, model: str, stream: bool) -> CompletionR
     max_tokens = config.get("maxOutputTokens") if isinstance(config, dict) else None
     if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
         raise InvalidRequest("* GenerateContentRequest.generation_config.max_output_tokens: must be positive")
+    count = config.get("candidateCount", 1) if isinstance(config, dict) else 1
+    if type(count) is not int or not 1 <= count <= 8:
+        raise InvalidRequest("* GenerateContentRequest.generation_config.candidate_count: must be 1 to 8")
     last = contents[-1]
     last_text = _text(last)
     system = payload.get("systemInstruction")
@@ -88,6 +91,7 @@ def parse_generate_request(body: bytes, model: str, stream: bool) -> CompletionR
         tool_name=_first_tool(payload.get("tools")),
         asks_for_tool=last.get("role", "user") == "user" and TOOL_CALL_TEXT in last_text,
         after_tool_result=any(isinstance(p, dict) and "functionResponse" in p for p in last.get("parts") or ()),
+        choices=count,
     )
 
 
@@ -114,11 +118,14 @@ def _usage(request: CompletionRequest, completion_tokens: int) -> dict[str, int]
 
 def _response(request: CompletionRequest, response_id: str, parts: list[dict[str, Any]],
               finish: str | None = None, usage: dict[str, int] | None = None) -> dict[str, Any]:
-    candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
-    if finish:
-        candidate["finishReason"] = finish
-    candidate["index"] = 0
-    response: dict[str, Any] = {"candidates": [candidate]}
+    candidates = []
+    for index in range(request.choices):  # the reply once per candidate, as the OpenAI wire's choices
+        candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
+        if finish:
+            candidate["finishReason"] = finish
+        candidate["index"] = index
+        candidates.append(candidate)
+    response: dict[str, Any] = {"candidates": candidates}
     if usage:
         response["usageMetadata"] = usage
     response["modelVersion"] = request.model
@@ -133,7 +140,7 @@ def _function_call(name: str) -> dict[str, Any]:
 def response_body(request: CompletionRequest, reply: Reply) -> dict[str, Any]:
     """A whole non-streamed `GenerateContentResponse` carrying `reply`."""
     parts = [_function_call(reply.tool_name)] if reply.tool_name else [{"text": reply.text}]
-    return _response(request, secrets.token_urlsafe(16), parts, "STOP", _usage(request, reply.completion_tokens))
+    return _response(request, secrets.token_urlsafe(16), parts, "STOP", _usage(request, reply.completion_tokens * request.choices))
 
 
 def _sse(payload: dict[str, Any]) -> bytes:
@@ -150,17 +157,17 @@ class GeminiStream:
         self._id = secrets.token_urlsafe(16)
         marker = "\x00text\x00"
         template = _sse(_response(request, self._id, [{"text": marker}]))
-        self._text_prefix, _, self._text_suffix = template.partition(json.dumps(marker).encode())
+        self._text_around = template.split(json.dumps(marker).encode())  # the text goes in every candidate
 
     def start(self) -> list[bytes]:
         return []  # Gemini's first event already carries content
 
     def text(self, delta: str) -> bytes:
-        return self._text_prefix + json.dumps(delta).encode() + self._text_suffix
+        return json.dumps(delta).encode().join(self._text_around)
 
     def tool_call(self, name: str) -> list[bytes]:
         return [_sse(_response(self._request, self._id, [_function_call(name)]))]
 
     def finish(self, reason: str, completion_tokens: int) -> list[bytes]:
-        usage = _usage(self._request, completion_tokens)
+        usage = _usage(self._request, completion_tokens * self._request.choices)
         return [_sse(_response(self._request, self._id, [{"text": ""}], FINISH_REASONS.get(reason, "STOP"), usage))]

@@ -58,15 +58,16 @@ def test_no_n_is_one_choice():
 # -- which providers, and planning ---------------------------------------------
 
 
-def test_only_openai_compatible_providers_return_several_choices():
+def test_which_providers_return_several_choices():
     assert max_choices("openai") == MAX_CHOICES
-    assert max_choices("anthropic") == max_choices("gemini") == 1
+    assert max_choices("gemini") == 8  # candidateCount
+    assert max_choices("anthropic") == 1
 
 
-@pytest.mark.parametrize("provider", ["anthropic", "gemini"])
-def test_one_choice_codecs_still_refuse_n_themselves(provider):
+@pytest.mark.parametrize(("provider", "n"), [("anthropic", 2), ("gemini", 9)])
+def test_codecs_still_refuse_more_choices_than_they_return_themselves(provider, n):
     with pytest.raises(InvalidRequest) as info:
-        codec_for(provider).request_body({"model": "g", "messages": USER, "n": 2}, "m", False)
+        codec_for(provider).request_body({"model": "g", "messages": USER, "n": n}, "m", False)
     assert info.value.param == "n"
 
 
@@ -80,18 +81,19 @@ def config():
         "mixed": {**ordered, "fallbacks": ["claude-only"], "endpoints": [
             endpoint("an", "anthropic"), endpoint("ge", "gemini"), endpoint("oa", "openai")]},
         "claude-only": {**ordered, "endpoints": [endpoint("an-2", "anthropic")]},
-        "one-choice": {**ordered, "fallbacks": ["claude-only"], "endpoints": [endpoint("ge-2", "gemini")]},
+        "one-choice": {**ordered, "fallbacks": ["claude-only"], "endpoints": [endpoint("an-4", "anthropic")]},
         "to-openai": {**ordered, "fallbacks": ["mixed"], "endpoints": [endpoint("an-3", "anthropic")]},
     }})
 
 
-def test_a_mixed_group_plans_several_choices_on_its_openai_endpoints_only():
+def test_a_mixed_group_plans_several_choices_on_its_endpoints_that_return_them_only():
     state = RoutingState(config(), clock=ManualClock(100.0), rng=random.Random(0))
     assert state.plan("mixed").endpoints == ("an", "ge", "oa", "an-2")
     plan = state.plan("mixed", choices=2, lease="t1")
-    assert plan.endpoints == ("oa",) and plan.max_attempts == 1
-    assert state.snapshot()["oa"]["in_flight"] == 1  # the lease is on the endpoint that will serve
-    assert state.plan("to-openai", choices=3).endpoints == ("oa",)  # found down the fallback chain
+    assert plan.endpoints == ("ge", "oa")
+    assert state.snapshot()["ge"]["in_flight"] == 1  # the lease is on the endpoint that will serve first
+    assert state.plan("to-openai", choices=3).endpoints == ("ge", "oa")  # found down the fallback chain
+    assert state.plan("mixed", choices=9).endpoints == ("oa",)  # more than Gemini's 8 candidates
 
 
 def test_a_chain_with_no_endpoint_for_several_choices_is_a_400_naming_n():
@@ -103,7 +105,7 @@ def test_a_chain_with_no_endpoint_for_several_choices_is_a_400_naming_n():
             check()
         error = info.value.to_openai()["error"]
         assert error["param"] == "n" and info.value.http_status == 400
-        assert "gemini" in error["message"] and "'n' is 2" in error["message"]
+        assert "anthropic" in error["message"] and "'n' is 2" in error["message"]
 
 
 def test_a_missing_tag_is_reported_before_the_choices():
@@ -260,7 +262,7 @@ PROVIDERS = st.sampled_from(["openai", "anthropic", "gemini"])
 
 
 @settings(max_examples=80, deadline=None)
-@given(own=st.lists(PROVIDERS, min_size=1, max_size=4), fallback=st.lists(PROVIDERS, max_size=3), n=st.integers(1, 4))
+@given(own=st.lists(PROVIDERS, min_size=1, max_size=4), fallback=st.lists(PROVIDERS, max_size=3), n=st.integers(1, 10))
 def test_a_plan_holds_only_endpoints_that_return_n_choices_and_exists_iff_the_check_passes(own, fallback, n):
     groups = {"g": {"strategy": "ordered", "endpoints": [endpoint(f"g{i}", p) for i, p in enumerate(own)]}}
     if fallback:
@@ -268,7 +270,7 @@ def test_a_plan_holds_only_endpoints_that_return_n_choices_and_exists_iff_the_ch
         groups["f"] = {"strategy": "ordered", "endpoints": [endpoint(f"f{i}", p) for i, p in enumerate(fallback)]}
     cfg = parse_config({"model_groups": groups})
     providers = {f"g{i}": p for i, p in enumerate(own)} | {f"f{i}": p for i, p in enumerate(fallback)}
-    servable = [name for name, p in providers.items() if n == 1 or p == "openai"]
+    servable = [name for name, p in providers.items() if n == 1 or p == "openai" or (p == "gemini" and n <= 8)]
     try:
         check_eligible(cfg, "g", choices=n)
         passed = True

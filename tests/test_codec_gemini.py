@@ -88,7 +88,7 @@ def test_unsupported_parameters_are_dropped_with_notes_or_refused(codec):
                                "service_tier": "auto", "parallel_tool_calls": True})
 
     assert notes == ["gemini: dropped unsupported parameter 'logit_bias'", "gemini: dropped unsupported parameter 'service_tier'"]
-    for extra in ({"n": 3}, {"logprobs": True, "top_logprobs": 2}):
+    for extra in ({"n": 9}, {"logprobs": True, "top_logprobs": 2}):
         with pytest.raises(InvalidRequest):
             body_of(codec, {"messages": [{"role": "user", "content": "x"}], **extra})
 
@@ -450,3 +450,110 @@ def test_any_stream_reassembles_to_what_was_sent(texts, args, piece):
     assert message.content == "".join(texts)
     assert json.loads(message.tool_calls[0]["function"]["arguments"]) == args
     assert message.finish_reason == "tool_calls" and message.usage["total_tokens"] == 7
+
+
+# --- several candidates (OpenAI's n) -------------------------------------------
+
+
+def test_n_asks_for_that_many_candidates_up_to_geminis_limit(codec):
+    body, notes = body_of(codec, {"messages": [{"role": "user", "content": "x"}], "n": 3})
+    assert body["generationConfig"]["candidateCount"] == 3 and notes == []
+    body, _ = body_of(codec, {"messages": [{"role": "user", "content": "x"}], "n": 1})
+    assert "candidateCount" not in body.get("generationConfig", {})
+    assert codec.max_choices == 8
+    with pytest.raises(InvalidRequest) as refused:
+        body_of(codec, {"messages": [{"role": "user", "content": "x"}], "n": 9})
+    assert refused.value.param == "n" and "8" in refused.value.message
+
+
+def candidate(index: int, parts: list, finish: str | None = None) -> dict:
+    out: dict = {"content": {"parts": parts, "role": "model"}, "index": index}
+    if finish:
+        out["finishReason"] = finish
+    return out
+
+
+def test_every_candidate_of_a_whole_reply_is_a_choice_under_its_index(codec):
+    payload = {
+        "candidates": [
+            candidate(1, [{"functionCall": {"name": "get_time", "args": {}}}], "STOP"),
+            candidate(0, [{"text": "It is noon."}], "MAX_TOKENS"),
+        ],
+        "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 8, "totalTokenCount": 13},
+    }
+    completion = codec.parse_response(json.dumps(payload).encode(), model="gemini-2.5-flash")
+
+    assert [c["index"] for c in completion["choices"]] == [0, 1]
+    first, second = completion["choices"]
+    assert first["message"]["content"] == "It is noon." and first["finish_reason"] == "length"
+    assert second["message"]["content"] is None and second["finish_reason"] == "tool_calls"
+    assert second["message"]["tool_calls"][0]["function"]["name"] == "get_time"
+    assert completion["usage"]["completion_tokens"] == 8
+
+
+@pytest.mark.parametrize("index", [-1, 64, "0", 1.5, True])
+def test_a_candidate_index_that_is_not_a_small_integer_is_a_protocol_error(codec, index):
+    payload = {"candidates": [{**candidate(0, [{"text": "x"}], "STOP"), "index": index}]}
+    with pytest.raises(UpstreamProtocolError):
+        codec.parse_response(json.dumps(payload).encode())
+
+
+def by_choice(chunks: list[dict]) -> dict[int, MessageAssembler]:
+    messages: dict[int, MessageAssembler] = {}
+    for chunk in chunks:
+        for choice in chunk["choices"]:
+            messages.setdefault(choice["index"], MessageAssembler()).add({"choices": [choice]})
+    return messages
+
+
+def test_a_stream_of_several_candidates_ends_when_every_one_has(codec):
+    usage = {"promptTokenCount": 4, "candidatesTokenCount": 6, "totalTokenCount": 10}
+    events = events_of(sse(
+        {"candidates": [candidate(0, [{"text": "Hel"}])], "responseId": "r2"},
+        {"candidates": [candidate(0, [{"text": "lo."}], "STOP"), candidate(1, [{"text": "Hi"}])]},
+        {"candidates": [candidate(1, [{"text": " there."}], "MAX_TOKENS")], "usageMetadata": usage},
+    ))
+    translator = codec.stream_translator("gemini-2.5-flash", choices=2)
+    chunks = [c for e in events[:2] for c in translator.feed(e)]
+    assert not translator.done  # candidate 1 is still speaking
+    chunks += [c for e in events[2:] for c in translator.feed(e)] + translator.finish()
+
+    messages = by_choice(chunks)
+    assert messages[0].content == "Hello." and messages[0].finish_reason == "stop"
+    assert messages[1].content == "Hi there." and messages[1].finish_reason == "length"
+    roles = [c["choices"][0]["index"] for c in chunks if c["choices"] and c["choices"][0]["delta"].get("role")]
+    assert roles == [0, 1]  # each choice opens with its own role delta
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] == 10
+    assert translator.finish_reason == "stop"  # the first choice's
+
+
+def test_a_stream_cut_before_every_candidate_finished_is_a_disconnect(codec):
+    translator = codec.stream_translator("gemini-2.5-flash", choices=2)
+    for event in events_of(sse({"candidates": [candidate(0, [{"text": "Hi."}], "STOP")]})):
+        translator.feed(event)
+    with pytest.raises(UpstreamDisconnected):
+        translator.finish()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.text(min_size=1, max_size=5), min_size=1, max_size=6), min_size=2, max_size=4), st.randoms())
+def test_interleaved_candidates_each_reassemble_gap_free(texts, rng):
+    """However the candidates' pieces interleave across events, each choice
+    spells exactly its candidate's text, and the stream ends only at the end."""
+    left = {index: list(words) for index, words in enumerate(texts)}
+    merged = []  # a random merge of the candidates' pieces, each candidate's in order
+    while left:
+        index = rng.choice(sorted(left))
+        piece = left[index].pop(0)
+        merged.append((index, piece, not left[index]))
+        if not left[index]:
+            del left[index]
+    translator = GeminiCodec().stream_translator("m", choices=len(texts))
+    chunks = []
+    for position, (index, piece, last) in enumerate(merged):
+        event = {"candidates": [candidate(index, [{"text": piece}], "STOP" if last else None)]}
+        chunks += [c for e in events_of(sse(event)) for c in translator.feed(e)]
+        assert translator.done is (position == len(merged) - 1)
+    chunks += translator.finish()
+    messages = by_choice(chunks)
+    assert {index: m.content for index, m in messages.items()} == {index: "".join(words) for index, words in enumerate(texts)}

@@ -41,9 +41,9 @@ def check_completion(completion: dict[str, Any]) -> None:
         assert choice["logprobs"] is None and choice["message"]["refusal"] is None
 
 
-def check_stream(raw: bytes, provider: str, piece: int) -> list[dict[str, Any]]:
+def check_stream(raw: bytes, provider: str, piece: int, choices: int = 1) -> list[dict[str, Any]]:
     """Translate ``raw`` fed in pieces of ``piece`` bytes; validate each chunk."""
-    stream = TranslatedStream(codec_for(provider).stream_translator(MODEL, endpoint="e"))
+    stream = TranslatedStream(codec_for(provider).stream_translator(MODEL, endpoint="e", choices=choices))
     decoder, events = SSEDecoder(), []
     for start in range(0, len(raw), piece):
         events += stream.feed(decoder.feed(raw[start:start + piece]))
@@ -152,6 +152,7 @@ def gemini_replies(draw) -> dict[str, Any]:
         "thought": draw(st.booleans()),
         "finish": draw(st.sampled_from(["STOP", "MAX_TOKENS", "SAFETY", "RECITATION", "OTHER"])),
         "blocked": draw(st.booleans()),
+        "candidates": draw(st.integers(1, 3)),  # the request's n
         "usage": draw(st.none() | st.fixed_dictionaries(
             {"promptTokenCount": COUNT, "candidatesTokenCount": COUNT, "totalTokenCount": COUNT},
             optional={"thoughtsTokenCount": COUNT, "cachedContentTokenCount": COUNT})),
@@ -169,10 +170,12 @@ def gemini_response(reply: dict[str, Any], parts: list[dict[str, Any]], finish: 
     if reply["blocked"]:
         response["promptFeedback"] = {"blockReason": "SAFETY"}
     else:
-        candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
-        if finish:
-            candidate["finishReason"] = finish
-        response["candidates"] = [candidate]
+        response["candidates"] = []
+        for index in range(reply["candidates"]):
+            candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": index}
+            if finish:
+                candidate["finishReason"] = finish
+            response["candidates"].append(candidate)
     if usage and reply["usage"] is not None:
         response["usageMetadata"] = reply["usage"]
     if reply["model_version"]:
@@ -202,15 +205,17 @@ def gemini_stream(reply: dict[str, Any]) -> bytes:
 def test_every_whole_gemini_reply_is_an_openai_chat_completion(reply):
     completion = codec_for("gemini").parse_response(json.dumps(gemini_whole(reply)).encode(), endpoint="e", model=MODEL)
     check_completion(completion)
+    assert [c["index"] for c in completion["choices"]] == list(range(1 if reply["blocked"] else reply["candidates"]))
     assert completion["model"] == (reply["model_version"] or MODEL)
 
 
 @settings(max_examples=150, deadline=None)
 @given(gemini_replies(), st.integers(1, 200))
 def test_every_streamed_gemini_reply_is_openai_chat_completion_chunks(reply, piece):
-    chunks = check_stream(gemini_stream(reply), "gemini", piece)
+    chunks = check_stream(gemini_stream(reply), "gemini", piece, choices=reply["candidates"])
     assert {c["model"] for c in chunks} == {reply["model_version"] or MODEL}
-    assert any(c["choices"] and c["choices"][0]["finish_reason"] for c in chunks)
+    finished = {c["choices"][0]["index"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]}
+    assert finished == set(range(reply["candidates"]))  # every choice ends, a blocked prompt's too
 
 
 # -- the cache's replay ------------------------------------------------------------
@@ -224,7 +229,7 @@ def test_a_cached_translated_reply_replays_as_openai_types(provider):
                                 "stop_reason": "end_turn", "usage": {"input_tokens": 3, "output_tokens": 2}})
              if provider == "anthropic" else
              gemini_whole({"response_id": None, "model_version": None, "words": ["Hi"], "tools": [], "thought": False,
-                           "finish": "STOP", "blocked": False, "usage": None}))
+                           "finish": "STOP", "blocked": False, "candidates": 1, "usage": None}))
     entry = entry_from_completion(codec_for(provider).parse_response(json.dumps(reply).encode(), model=MODEL))
     check_completion(replay_completion(entry, completion_id="chatcmpl-cache-1"))
     for event in SSEDecoder().feed(b"".join(replay_sse(entry, include_usage=True))):

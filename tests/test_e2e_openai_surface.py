@@ -1,8 +1,8 @@
 """The OpenAI surface the official ``openai`` client calls (issue 18), end to
 end through Ray Serve and the simulated providers: ``n > 1`` served by the
-OpenAI-compatible endpoint of a group that mixes providers (whole and
-streamed, usage and cost over every choice) and refused where no endpoint
-can; ``models.retrieve``; the 404s of the APIs a voice gateway does not
+endpoints of a group that mixes providers that can return that many (Gemini
+as candidates up to 8, OpenAI-compatible beyond; whole and streamed, usage
+and cost over every choice) and refused where no endpoint can; ``models.retrieve``; the 404s of the APIs a voice gateway does not
 serve; error params as the request's own paths; translated (Anthropic,
 Gemini) replies that validate as the SDK's own types.
 """
@@ -48,7 +48,7 @@ def surface(router, simulator, tmp_path_factory):
         {
             "model_groups": {
                 # Ordered: one choice goes to the Anthropic endpoint; several
-                # skip it and the Gemini one.
+                # skip it (and more than Gemini's 8 skip the Gemini one).
                 "mixed": {**ordered, "endpoints": [ep("mx-an", "anthropic"), ep("mx-ge", "gemini"), ep(PRICED, "openai")]},
                 "claude": {**ordered, "endpoints": [ep("cl-an", "anthropic")]},
                 "gemini": {**ordered, "endpoints": [ep("ge-ge", "gemini")]},
@@ -86,29 +86,48 @@ def priced_cost(prompt_tokens: int, completion_tokens: int) -> float:
 # -- n > 1 -----------------------------------------------------------------------
 
 
-def test_two_choices_whole_from_the_groups_openai_endpoint(surface, client):
+def test_nine_choices_whole_from_the_groups_openai_endpoint(surface, client):
     _, turn_log = surface
-    headers = request_id("n2-whole")
-    raw = client.chat.completions.with_raw_response.create(model="mixed", messages=USER, n=2, extra_headers=headers)
+    headers = request_id("n9-whole")
+    raw = client.chat.completions.with_raw_response.create(model="mixed", messages=USER, n=9, extra_headers=headers)
     completion = raw.parse()
     assert raw.headers["x-nemo-endpoint"] == PRICED
-    assert [c.index for c in completion.choices] == [0, 1]
-    assert [c.message.content for c in completion.choices] == [FULL, FULL]
-    assert completion.usage.completion_tokens == 2 * WORDS
+    assert [c.index for c in completion.choices] == list(range(9))
+    assert [c.message.content for c in completion.choices] == [FULL] * 9
+    assert completion.usage.completion_tokens == 9 * WORDS
     record = wait_for_records(turn_log, {headers["x-request-id"]})[headers["x-request-id"]]
-    # The one-choice endpoints were never tried, and the cost covers both choices.
+    # The endpoints that cannot return nine were never tried, and the cost covers every choice.
     assert [a["endpoint"] for a in record["attempts"]] == [PRICED]
-    assert record["completion_tokens"] == 2 * WORDS
-    assert record["cost_usd"] == pytest.approx(priced_cost(record["prompt_tokens"], 2 * WORDS))
+    assert record["completion_tokens"] == 9 * WORDS
+    assert record["cost_usd"] == pytest.approx(priced_cost(record["prompt_tokens"], 9 * WORDS))
 
 
-def test_two_choices_streamed_each_under_its_index(surface, client):
+@pytest.mark.parametrize("stream", [False, True])
+def test_two_choices_from_gemini_as_candidates(surface, client, stream):
     _, turn_log = surface
-    headers = request_id("n2-stream")
+    headers = request_id(f"n2-gemini-{stream}")
+    texts: dict[int, str] = {}
+    if stream:
+        with client.chat.completions.create(model="mixed", messages=USER, n=2, stream=True, extra_headers=headers) as chunks:
+            for chunk in chunks:
+                for choice in chunk.choices:
+                    texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
+    else:
+        completion = client.chat.completions.create(model="mixed", messages=USER, n=2, extra_headers=headers)
+        texts = {c.index: c.message.content for c in completion.choices}
+    assert texts == {0: FULL, 1: FULL}
+    record = wait_for_records(turn_log, {headers["x-request-id"]})[headers["x-request-id"]]
+    # The Anthropic endpoint, first in the group, was skipped for the Gemini one.
+    assert [a["endpoint"] for a in record["attempts"]] == ["mx-ge"] and record["completion_tokens"] == 2 * WORDS
+
+
+def test_nine_choices_streamed_each_under_its_index(surface, client):
+    _, turn_log = surface
+    headers = request_id("n9-stream")
     texts: dict[int, str] = {}
     finishes: dict[int, str] = {}
     usage = None
-    with client.chat.completions.create(model="mixed", messages=USER, n=2, stream=True,
+    with client.chat.completions.create(model="mixed", messages=USER, n=9, stream=True,
                                         stream_options={"include_usage": True}, extra_headers=headers) as stream:
         for chunk in stream:
             usage = chunk.usage or usage
@@ -116,10 +135,10 @@ def test_two_choices_streamed_each_under_its_index(surface, client):
                 texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
                 if choice.finish_reason:
                     finishes[choice.index] = choice.finish_reason
-    assert texts == {0: FULL, 1: FULL} and finishes == {0: "stop", 1: "stop"}
-    assert usage.completion_tokens == 2 * WORDS
+    assert texts == dict.fromkeys(range(9), FULL) and finishes == dict.fromkeys(range(9), "stop")
+    assert usage.completion_tokens == 9 * WORDS
     record = wait_for_records(turn_log, {headers["x-request-id"]})[headers["x-request-id"]]
-    assert [a["endpoint"] for a in record["attempts"]] == [PRICED] and record["completion_tokens"] == 2 * WORDS
+    assert [a["endpoint"] for a in record["attempts"]] == [PRICED] and record["completion_tokens"] == 9 * WORDS
 
 
 def test_one_choice_still_goes_to_the_first_endpoint(client):

@@ -162,6 +162,28 @@ def test_non_streamed_replies_parse_into_completions(sim, client, provider):
     assert tool["choices"][0]["message"]["tool_calls"][0]["function"] == {"name": "lookup", "arguments": '{"n":1}'}
 
 
+def test_gemini_candidate_count_gives_every_candidate_whole_and_streamed(sim, client):
+    """``n`` as ``candidateCount``: the simulated Gemini answers with that many
+    candidates, and the codec reads each back as the choice of its index."""
+    codec = codec_for("gemini")
+    whole = codec.parse_response(post_through_codec(sim, client, "gemini", "quick", chat(max_tokens=3, n=2)).content)
+    assert [(c["index"], c["message"]["content"]) for c in whole["choices"]] == [(0, numbered(1, 3)), (1, numbered(1, 3))]
+    assert whole["usage"]["completion_tokens"] == 6
+
+    body, _ = codec.request_body(chat(n=3), MODEL, True)
+    translator, texts = codec.stream_translator(MODEL, choices=3), {}
+    decoder = SSEDecoder()
+    with client.stream("POST", url_of(sim, "gemini", "quick", True), content=body, headers=codec.headers("sk-sim")) as response:
+        for raw in response.iter_raw():
+            for event in decoder.feed(raw):
+                for chunk in translator.feed(event):
+                    for choice in chunk["choices"]:
+                        texts[choice["index"]] = texts.get(choice["index"], "") + (choice["delta"].get("content") or "")
+    translator.finish()
+    assert texts == {0: numbered(1, 6), 1: numbered(1, 6), 2: numbered(1, 6)}
+    assert translator.usage["completion_tokens"] == 18
+
+
 # --- failures, in each format's own error shapes -------------------------------
 
 

@@ -114,7 +114,7 @@ class AnthropicCodec:
         return parse_message(payload, created=int(self._clock()), fallback_id=f"chatcmpl-{self._token_factory()}",
                              endpoint=endpoint, model=model)
 
-    def stream_translator(self, model: str, *, endpoint: str | None = None) -> AnthropicStreamTranslator:
+    def stream_translator(self, model: str, *, endpoint: str | None = None, choices: int = 1) -> AnthropicStreamTranslator:
         return AnthropicStreamTranslator(model, f"chatcmpl-{self._token_factory()}", int(self._clock()), endpoint=endpoint)
 
     def error_from_status(

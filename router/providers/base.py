@@ -16,7 +16,7 @@ One attempt at one endpoint, from the caller's side::
     # 2xx, stream=False:
     completion = codec.parse_response(payload, endpoint=name, model=endpoint.model)  # chat.completion dict
     # 2xx, stream=True: one translator per attempt
-    translator = codec.stream_translator(endpoint.model, endpoint=name)
+    translator = codec.stream_translator(endpoint.model, endpoint=name, choices=n)  # n: the request's
     for event in decoder.feed(raw): chunks = translator.feed(event)
     chunks = translator.finish()        # at end of body; raises if cut short
     translator.usage                    # OpenAI usage dict, once the stream ended
@@ -118,8 +118,9 @@ class ProviderCodec(Protocol):
         does not (a passthrough codec returns the reply as sent)."""
         ...
 
-    def stream_translator(self, model: str, *, endpoint: str | None = None) -> StreamTranslator:
-        """A fresh translator for one streamed attempt."""
+    def stream_translator(self, model: str, *, endpoint: str | None = None, choices: int = 1) -> StreamTranslator:
+        """A fresh translator for one streamed attempt of ``choices`` choices
+        (the request's ``n``; at most ``max_choices``)."""
         ...
 
     def error_from_status(

@@ -1,8 +1,8 @@
 """OpenAI ``chat.completion.chunk`` dicts, and re-encoding them as SSE.
 
 ``ChunkBuilder`` makes the chunks a translator returns, all sharing one
-id, creation time and model, shaped exactly like OpenAI's (one choice at
-index 0, ``logprobs`` and ``finish_reason`` null until the end, a
+id, creation time and model, shaped exactly like OpenAI's (one choice per
+chunk, at index 0 unless the request asked for several, ``logprobs`` and ``finish_reason`` null until the end, a
 usage-only chunk with ``choices: []`` last). ``system_fingerprint`` is left
 out: no translated provider has an equivalent, and OpenAI's own types make
 it optional. ``TranslatedStream`` wraps a translator for the
@@ -46,11 +46,11 @@ def usage_dict(
     return usage
 
 
-def completion_choice(message: dict[str, Any], finish_reason: str) -> dict[str, Any]:
-    """The one choice of a translated ``chat.completion``, with the null
-    fields OpenAI always sends (``refusal``; ``logprobs``, which a translated
+def completion_choice(message: dict[str, Any], finish_reason: str, index: int = 0) -> dict[str, Any]:
+    """A choice of a translated ``chat.completion``, with the null fields
+    OpenAI always sends (``refusal``; ``logprobs``, which a translated
     provider never returns: ``logprobs`` requests are refused)."""
-    return {"index": 0, "message": {**message, "refusal": None}, "logprobs": None, "finish_reason": finish_reason}
+    return {"index": index, "message": {**message, "refusal": None}, "logprobs": None, "finish_reason": finish_reason}
 
 
 class ChunkBuilder:
@@ -64,23 +64,23 @@ class ChunkBuilder:
         self.created = created
         self.model = model
 
-    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None, choice: int = 0) -> dict[str, Any]:
         return {
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+            "choices": [{"index": choice, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
         }
 
-    def role(self) -> dict[str, Any]:
-        return self._chunk({"role": "assistant", "content": ""})
+    def role(self, choice: int = 0) -> dict[str, Any]:
+        return self._chunk({"role": "assistant", "content": ""}, choice=choice)
 
-    def content(self, text: str) -> dict[str, Any]:
-        return self._chunk({"content": text})
+    def content(self, text: str, choice: int = 0) -> dict[str, Any]:
+        return self._chunk({"content": text}, choice=choice)
 
     def tool_call(
-        self, index: int, *, call_id: str | None = None, name: str | None = None, arguments: str = ""
+        self, index: int, *, call_id: str | None = None, name: str | None = None, arguments: str = "", choice: int = 0
     ) -> dict[str, Any]:
         """A tool-call delta: the first for a call carries ``id``, ``type`` and
         the function name; later ones only argument fragments."""
@@ -92,10 +92,10 @@ class ChunkBuilder:
         if name is not None:
             function = {"name": name, "arguments": arguments}
         call["function"] = function
-        return self._chunk({"tool_calls": [call]})
+        return self._chunk({"tool_calls": [call]}, choice=choice)
 
-    def finish(self, reason: str) -> dict[str, Any]:
-        return self._chunk({}, reason)
+    def finish(self, reason: str, choice: int = 0) -> dict[str, Any]:
+        return self._chunk({}, reason, choice)
 
     def usage(self, usage: dict[str, Any]) -> dict[str, Any]:
         return {

@@ -43,7 +43,9 @@ from router.providers.openai_request import (
     tool_arguments,
 )
 
-__all__ = ["GeminiCodec"]
+__all__ = ["GeminiCodec", "MAX_CANDIDATES"]
+
+MAX_CANDIDATES = 8  # generationConfig.candidateCount's limit
 
 _GENERATION = {
     "temperature": "temperature",
@@ -51,6 +53,7 @@ _GENERATION = {
     "presence_penalty": "presencePenalty",
     "frequency_penalty": "frequencyPenalty",
     "seed": "seed",
+    "n": "candidateCount",
 }
 _TRANSLATED = frozenset(
     {*_GENERATION, "max_tokens", "max_completion_tokens", "stop", "response_format", "tools", "tool_choice",
@@ -74,11 +77,9 @@ class GeminiCodec:
 
     name = "gemini"
     passthrough = False
-    # candidateCount is not asked for: the replies are read from candidates[0]
-    # only (``gemini_response``), so n > 1 is served by other endpoints or
-    # refused. Translating several candidates, whole and streamed, is possible
-    # later; a voice turn speaks one answer.
-    max_choices = 1
+    # n becomes candidateCount (Gemini allows 1 to 8); each candidate is the
+    # choice of its index, whole and streamed (``gemini_response``).
+    max_choices = MAX_CANDIDATES
 
     def __init__(self, *, token_factory: Callable[[], str] = _random_token, clock: Callable[[], float] = time.time):
         self._token_factory = token_factory
@@ -95,7 +96,7 @@ class GeminiCodec:
         return headers
 
     def request_body(self, openai_request: dict[str, Any], model: str, stream: bool) -> tuple[bytes, list[str]]:
-        reject_meaning_changes(openai_request, self.name, json_formats=True)
+        reject_meaning_changes(openai_request, self.name, json_formats=True, max_choices=self.max_choices)
         notes = dropped_param_notes(openai_request, self.name, _TRANSLATED)
         system, contents = _contents(openai_request.get("messages") or [], notes)
         body: dict[str, Any] = {"contents": contents}
@@ -111,8 +112,8 @@ class GeminiCodec:
         return parse_generate_response(payload, model=model, created=int(self._clock()),
                                        new_token=self._token_factory, endpoint=endpoint)
 
-    def stream_translator(self, model: str, *, endpoint: str | None = None) -> GeminiStreamTranslator:
-        return GeminiStreamTranslator(model, self._token_factory, int(self._clock()), endpoint=endpoint)
+    def stream_translator(self, model: str, *, endpoint: str | None = None, choices: int = 1) -> GeminiStreamTranslator:
+        return GeminiStreamTranslator(model, self._token_factory, int(self._clock()), endpoint=endpoint, choices=choices)
 
     def error_from_status(
         self, status: int, body: bytes, retry_after: str | None, *, endpoint: str | None = None
@@ -203,6 +204,8 @@ def _function_response(message: dict[str, Any], i: int, call_names: dict[str, st
 
 def _generation_config(request: dict[str, Any]) -> dict[str, Any]:
     config = {field: request[key] for key, field in _GENERATION.items() if request.get(key) is not None}
+    if config.get("candidateCount") == 1:
+        del config["candidateCount"]  # the default
     for key in ("max_completion_tokens", "max_tokens"):
         if request.get(key) is not None:
             config["maxOutputTokens"] = request[key]

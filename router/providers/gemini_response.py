@@ -1,8 +1,10 @@
 """Reading Gemini's replies: ``GenerateContentResponse`` objects (whole, or
 one per SSE event when streamed with ``alt=sse``) and error objects.
 
-Only ``candidates[0]`` is read (the codec never asks for more). Text parts
-become content (``thought`` parts are skipped); each ``functionCall`` part
+Each candidate is the choice of its ``index`` (the codec asks for more than
+one when the request's ``n`` does; streamed, a candidate's pieces may
+share events with others', and the stream is done once every candidate
+has finished). Text parts become content (``thought`` parts are skipped); each ``functionCall`` part
 arrives whole, so it becomes a single tool-call delta carrying the id the
 router makes up (Gemini's calls have none), the name and all the arguments.
 ``finishReason`` maps STOP -> stop (tool_calls when the turn called a
@@ -29,7 +31,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from router.errors import UpstreamDisconnected, UpstreamStatusError
+from router.errors import UpstreamDisconnected, UpstreamProtocolError, UpstreamStatusError
 from router.providers.base import (
     as_dict,
     as_list,
@@ -126,18 +128,27 @@ def _finish_reason(raw: str, called_tools: bool) -> str:
     return "tool_calls" if called_tools and reason == "stop" else reason
 
 
-def _parts(payload: dict[str, Any], endpoint: str | None) -> tuple[list[dict[str, Any]], str | None]:
-    """``(parts, raw finish reason)`` of the first candidate; a blocked prompt
-    reads as no parts and the SAFETY finish."""
+def _candidates(payload: dict[str, Any], endpoint: str | None,
+                choices: int = 1) -> list[tuple[int, list[dict[str, Any]], str | None]]:
+    """``(index, parts, raw finish reason)`` of each candidate, by index; a
+    blocked prompt reads as every one of ``choices`` with no parts and the
+    SAFETY finish, an event with neither as no candidate."""
     candidates = as_list(payload.get("candidates"), "candidates", endpoint)
     if not candidates:
         blocked = as_dict(payload.get("promptFeedback"), "promptFeedback", endpoint).get("blockReason")
-        return [], ("SAFETY" if blocked else None)
-    candidate = as_dict(candidates[0], "candidates[0]", endpoint)
-    content = as_dict(candidate.get("content"), "candidates[0].content", endpoint)
-    parts = as_list(content.get("parts"), "candidates[0].content.parts", endpoint)
-    finish = as_str(candidate.get("finishReason"), "candidates[0].finishReason", endpoint)
-    return [p for p in parts if isinstance(p, dict) and not p.get("thought")], finish
+        return [(index, [], "SAFETY") for index in range(choices)] if blocked else []
+    out = []
+    for position, raw in enumerate(candidates):
+        where = f"candidates[{position}]"
+        candidate = as_dict(raw, where, endpoint)
+        index = candidate.get("index", position)
+        if type(index) is not int or not 0 <= index < 64:
+            raise UpstreamProtocolError(f"{where}.index is not a small integer", endpoint=endpoint)
+        content = as_dict(candidate.get("content"), f"{where}.content", endpoint)
+        parts = as_list(content.get("parts"), f"{where}.content.parts", endpoint)
+        finish = as_str(candidate.get("finishReason"), f"{where}.finishReason", endpoint)
+        out.append((index, [p for p in parts if isinstance(p, dict) and not p.get("thought")], finish))
+    return sorted(out, key=lambda c: c[0])
 
 
 def _call(part: dict[str, Any], endpoint: str | None) -> tuple[str, str]:
@@ -153,7 +164,20 @@ def parse_generate_response(
     data = load_json_object(payload, "response", endpoint)
     if "error" in data:
         raise _embedded_error(data, endpoint)
-    parts, raw_finish = _parts(data, endpoint)
+    candidates = _candidates(data, endpoint) or [(0, [], None)]
+    choices = [_choice(index, parts, raw_finish, new_token, endpoint) for index, parts, raw_finish in candidates]
+    return {
+        "id": f"chatcmpl-{as_str(data.get('responseId'), 'responseId', endpoint) or new_token()}",
+        "object": "chat.completion",
+        "created": created,
+        "model": as_str(data.get("modelVersion"), "modelVersion", endpoint) or model,
+        "choices": choices,
+        "usage": _usage(dict_or_empty(data.get("usageMetadata"))),
+    }
+
+
+def _choice(index: int, parts: list[dict[str, Any]], raw_finish: str | None, new_token: Callable[[], str],
+            endpoint: str | None) -> dict[str, Any]:
     text = "".join(p["text"] for p in parts if isinstance(p.get("text"), str))
     tool_calls = []
     for part in parts:
@@ -164,36 +188,32 @@ def parse_generate_response(
     message: dict[str, Any] = {"role": "assistant", "content": text if text or not tool_calls else None}
     if tool_calls:
         message["tool_calls"] = tool_calls
-    return {
-        "id": f"chatcmpl-{as_str(data.get('responseId'), 'responseId', endpoint) or new_token()}",
-        "object": "chat.completion",
-        "created": created,
-        "model": as_str(data.get("modelVersion"), "modelVersion", endpoint) or model,
-        "choices": [completion_choice(message, _finish_reason(raw_finish or "STOP", bool(tool_calls)))],
-        "usage": _usage(dict_or_empty(data.get("usageMetadata"))),
-    }
+    return completion_choice(message, _finish_reason(raw_finish or "STOP", bool(tool_calls)), index)
 
 
 class GeminiStreamTranslator:
-    """One ``streamGenerateContent?alt=sse`` stream -> OpenAI chunks."""
+    """One ``streamGenerateContent?alt=sse`` stream -> OpenAI chunks, for
+    ``choices`` candidates (the request's ``n``)."""
 
-    __slots__ = ("_chunks", "_new_token", "_endpoint", "_tool_calls", "_metadata", "_started", "_done",
-                 "usage", "finish_reason")
+    __slots__ = ("_chunks", "_new_token", "_endpoint", "_choices", "_tool_calls", "_finished", "_metadata",
+                 "_started", "usage", "finish_reason")
 
-    def __init__(self, model: str, new_token: Callable[[], str], created: int, *, endpoint: str | None = None):
+    def __init__(self, model: str, new_token: Callable[[], str], created: int, *, endpoint: str | None = None,
+                 choices: int = 1):
         self._chunks = ChunkBuilder(f"chatcmpl-{new_token()}", created, model)
         self._new_token = new_token
         self._endpoint = endpoint
-        self._tool_calls = 0
+        self._choices = choices
+        self._tool_calls: dict[int, int] = {}  # candidate index -> its tool calls so far (opened: has an entry)
+        self._finished: dict[int, str] = {}  # candidate index -> its OpenAI finish reason
         self._metadata: dict[str, Any] | None = None
         self._started = False
-        self._done = False
         self.usage: dict[str, Any] | None = None
-        self.finish_reason: str | None = None
+        self.finish_reason: str | None = None  # the first choice's, once it has one
 
     @property
     def done(self) -> bool:
-        return self._done
+        return len(self._finished) >= self._choices
 
     def feed(self, event: SSEEvent) -> list[dict[str, Any]]:
         if event.data is None:
@@ -203,38 +223,47 @@ class GeminiStreamTranslator:
             raise _embedded_error(payload, self._endpoint)
         if isinstance(payload.get("usageMetadata"), dict):
             self._metadata = payload["usageMetadata"]
-        if self._done:
+        if self.done:
             return []  # a trailing usage-only event
-        out = [] if self._started else [self._start(payload)]
-        parts, raw_finish = _parts(payload, self._endpoint)
-        for part in parts:
-            if isinstance(part.get("text"), str) and part["text"]:
-                out.append(self._chunks.content(part["text"]))
-            elif isinstance(part.get("functionCall"), dict):
-                out.append(self._tool_call(part))
-        if raw_finish:
-            self._done = True
-            self.finish_reason = _finish_reason(raw_finish, self._tool_calls > 0)
-            out.append(self._chunks.finish(self.finish_reason))
+        if not self._started:
+            self._start(payload)
+        out: list[dict[str, Any]] = []
+        for index, parts, raw_finish in _candidates(payload, self._endpoint, self._choices):
+            if index in self._finished:
+                continue
+            if index not in self._tool_calls:
+                self._tool_calls[index] = 0
+                out.append(self._chunks.role(index))
+            for part in parts:
+                if isinstance(part.get("text"), str) and part["text"]:
+                    out.append(self._chunks.content(part["text"], index))
+                elif isinstance(part.get("functionCall"), dict):
+                    out.append(self._tool_call(index, part))
+            if raw_finish:
+                reason = self._finished[index] = _finish_reason(raw_finish, self._tool_calls[index] > 0)
+                if self.finish_reason is None or index == 0:
+                    self.finish_reason = reason
+                out.append(self._chunks.finish(reason, index))
         return out
 
     def finish(self) -> list[dict[str, Any]]:
-        if not self._done:
-            raise UpstreamDisconnected("gemini stream ended before a finishReason", endpoint=self._endpoint)
+        if not self.done:
+            raise UpstreamDisconnected("gemini stream ended before every candidate's finishReason", endpoint=self._endpoint)
         if self._metadata is None:
             return []
         self.usage = _usage(self._metadata)
         return [self._chunks.usage(self.usage)]
 
-    def _start(self, payload: dict[str, Any]) -> dict[str, Any]:
+    def _start(self, payload: dict[str, Any]) -> None:
         self._started = True
         response_id = as_str(payload.get("responseId"), "responseId", self._endpoint)
         if response_id:
             self._chunks.id = f"chatcmpl-{response_id}"
         self._chunks.model = as_str(payload.get("modelVersion"), "modelVersion", self._endpoint) or self._chunks.model
-        return self._chunks.role()
 
-    def _tool_call(self, part: dict[str, Any]) -> dict[str, Any]:
+    def _tool_call(self, choice: int, part: dict[str, Any]) -> dict[str, Any]:
         name, arguments = _call(part, self._endpoint)
-        index, self._tool_calls = self._tool_calls, self._tool_calls + 1
-        return self._chunks.tool_call(index, call_id=f"call_{self._new_token()}", name=name, arguments=arguments)
+        index = self._tool_calls[choice]
+        self._tool_calls[choice] = index + 1
+        return self._chunks.tool_call(index, call_id=f"call_{self._new_token()}", name=name, arguments=arguments,
+                                      choice=choice)

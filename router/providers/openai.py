@@ -52,7 +52,7 @@ class OpenAICodec:
             as_dict(choice.get("message"), f"completion's choices[{i}].message", endpoint)
         return completion
 
-    def stream_translator(self, model: str, *, endpoint: str | None = None) -> "OpenAIStreamTranslator":
+    def stream_translator(self, model: str, *, endpoint: str | None = None, choices: int = 1) -> "OpenAIStreamTranslator":
         return OpenAIStreamTranslator(endpoint=endpoint)
 
     def error_from_status(

@@ -43,14 +43,19 @@ _ALWAYS_READ = frozenset({"model", "messages", "stream", "stream_options"}) | RO
 _JSON_FORMATS = ("json_object", "json_schema")
 
 
-def reject_meaning_changes(request: dict[str, Any], provider: str, *, json_formats: bool = False) -> None:
+def reject_meaning_changes(
+    request: dict[str, Any], provider: str, *, json_formats: bool = False, max_choices: int = 1
+) -> None:
     """Refuse what cannot be dropped without changing the answer's shape.
 
     ``json_formats``: the provider can enforce ``response_format`` JSON.
+    ``max_choices``: the most choices (``n``) it can return.
     """
     n = request.get("n")
-    if n is not None and n != 1:
-        raise InvalidRequest(f"{provider} endpoints return one choice; 'n' must be 1", param="n")
+    if n is not None and n != 1 and not (type(n) is int and 1 <= n <= max_choices):
+        if max_choices == 1:
+            raise InvalidRequest(f"{provider} endpoints return one choice; 'n' must be 1", param="n")
+        raise InvalidRequest(f"{provider} endpoints return at most {max_choices} choices; 'n' must be 1 to {max_choices}", param="n")
     if request.get("logprobs") or request.get("top_logprobs"):
         raise InvalidRequest(f"{provider} endpoints do not return log probabilities", param="logprobs")
     if request.get("audio") or "audio" in (request.get("modalities") or ()):

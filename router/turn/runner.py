@@ -314,7 +314,8 @@ class TurnRunner:
                     response = await stack.enter_async_context(self._transport.open(endpoint, codec, body, candidate.timeouts, stream=True))
                     chunks = self._transport.chunks(response, endpoint.name)
                     if not codec.passthrough:
-                        chunks = as_openai_sse(chunks, codec.stream_translator(endpoint.model, endpoint=endpoint.name))
+                        translator = codec.stream_translator(endpoint.model, endpoint=endpoint.name, choices=turn.request.choices)
+                        chunks = as_openai_sse(chunks, translator)
                     first = await read_to_first_content(chunks, relay)
         except TimeoutError as exc:
             await stack.aclose()
