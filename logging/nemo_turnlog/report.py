@@ -33,6 +33,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from nemo_turnlog.athena import athena_ddl
 from nemo_turnlog import conversation_report
 from nemo_turnlog.reader import read_turn_log
 from nemo_turnlog.s3_client import TurnLogS3Error
@@ -196,6 +197,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=["table", "json"], default="table", dest="output_format")
     parser.add_argument("--endpoint-url", default=None, help="S3-compatible endpoint (MinIO, moto); default: AWS")
     parser.add_argument("--region", default=None, help="S3 region; default: boto3's configuration")
+    parser.add_argument("--athena-ddl", action="store_true",
+                        help="print the CREATE EXTERNAL TABLE for Athena over this s3:// turn log, and stop")
 
 
 def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
@@ -203,6 +206,12 @@ def run(args: argparse.Namespace, *, now: datetime | None = None) -> int:
     cannot be read (the reason goes to stderr)."""
     now = now or datetime.now(timezone.utc)
     is_s3 = args.source.startswith("s3://")
+    if getattr(args, "athena_ddl", False):
+        if not is_s3:
+            print("nemo-router report: --athena-ddl needs the turn log's s3://bucket/prefix", file=sys.stderr)
+            return 1
+        print(athena_ddl(args.source, first_day=f"{now:%Y-%m}-01"))
+        return 0
     if not is_s3 and not Path(args.source).is_dir():
         print(f"nemo-router report: no turn-log folder at {args.source}", file=sys.stderr)
         return 1
