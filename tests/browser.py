@@ -32,7 +32,7 @@ FLAGS = [
 def chromium_path() -> str | None:
     configured = os.environ.get(CHROMIUM_ENV)
     if configured:
-        return configured
+        return configured if os.access(configured, os.X_OK) else None
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
