@@ -197,8 +197,11 @@ def test_points_deltas_and_reset():
 
     def turns(*ttfts, endpoint="a", status="ok"):
         recorder = MetricsRecorder(slot_s=10, clock=clock)
+        attempts = [AttemptRecord("broken", "upstream_5xx", 0.1, 500), AttemptRecord(endpoint, status, 0.5, 200)]
         for ttft_s in ttfts:
-            recorder.observe(sample_turn(model_group="g", endpoint=endpoint, ttft_s=ttft_s, status=status, fallback_count=1))
+            recorder.observe(sample_turn(
+                model_group="g", endpoint=endpoint, ttft_s=ttft_s, status=status, fallback_count=1, attempts=attempts,
+            ))  # fmt: skip
         delta = recorder.take()
         metrics.merge(delta)
         state.merged(delta)
@@ -208,9 +211,12 @@ def test_points_deltas_and_reset():
     full = state.state(Since())
     assert full["reset"] and full["point_fields"] == POINT_FIELDS
     series = {(s["group"], s["endpoint"]): s["points"] for s in full["series"]}
-    assert set(series) == {("g", "a"), ("g", "b"), ("g", None)}
+    assert set(series) == {("g", "a"), ("g", "b"), ("g", "broken"), ("g", None)}  # broken served none, failed four
     point = dict(zip(POINT_FIELDS, series[("g", None)][0]))
     assert point["slot"] == 100000 and point["turns"] == 4 and point["errors"] == 1 and point["fallbacks"] == 4
+    assert point["failed_attempts"] == 5  # four on broken, b's own error
+    broken = dict(zip(POINT_FIELDS, series[("g", "broken")][0]))
+    assert broken["turns"] == 0 and broken["failed_attempts"] == 4
     assert point["ttft_p50_s"] == pytest.approx(0.1, rel=0.02)
     assert dict(zip(POINT_FIELDS, series[("g", "b")][0]))["ttft_p99_s"] == pytest.approx(0.5, rel=0.02)
     assert [t[ROW_FIELDS.index("endpoint")] for t in full["turns"]] == ["b", "a", "a", "a"]
@@ -220,7 +226,7 @@ def test_points_deltas_and_reset():
     clock.now_s += 10  # the next slot
     turns(0.2)
     delta = state.state(Since.parse(full["cursor"]), turns_since=full["turns_cursor"])
-    assert {(s["group"], s["endpoint"]) for s in delta["series"]} == {("g", "a"), ("g", None)}
+    assert {(s["group"], s["endpoint"]) for s in delta["series"]} == {("g", "a"), ("g", "broken"), ("g", None)}
     assert all(len(s["points"]) == 1 and s["points"][0][0] == 100001 for s in delta["series"])
     assert len(delta["turns"]) == 1
     assert state.state(Since("another-hub", 3))["reset"]  # a cursor from before a restart

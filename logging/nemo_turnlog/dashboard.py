@@ -6,12 +6,15 @@
 
 - numbers the merge (``version``: 1, 2, ...) and notes, per slot, which
   series it changed: one per ``(model_group, endpoint)`` and one per model
-  group (all its endpoints; kept here as merged ``TurnStats`` per slot);
+  group (all its endpoints; kept here as merged ``TurnStats`` per slot),
+  and one per endpoint an attempt failed on, which may have served none
+  of the turns (its ``failed_attempts``: the group's failures there);
 - appends the delta's turn rows to the ``RecentTurns`` ring.
 
 ``state(since, ...)`` answers a poll: every series point changed after
 the cursor ``since`` (a point is one slot of one series: turns, errors,
-TTFT and total p50/p99, fallbacks, hedges, cache hits, spend), the routing
+TTFT and total p50/p99, fallbacks, hedges, cache hits, spend, failed
+upstream attempts), the routing
 rows changed after it, the preferred endpoint per group, the firing alerts,
 and the recent turns after ``turns_since`` that match the filter. A point's
 percentiles are computed once per change and cached, however many browsers
@@ -41,7 +44,7 @@ __all__ = ["DashboardState", "POINT_FIELDS", "ROUTING_FIELDS", "Since", "preferr
 
 POINT_FIELDS = (
     "slot", "turns", "errors", "ttft_p50_s", "ttft_p99_s", "total_p50_s", "total_p99_s",
-    "fallbacks", "hedged", "cache_hits", "cost_usd",
+    "fallbacks", "hedged", "cache_hits", "cost_usd", "failed_attempts",
 )  # fmt: skip
 # What the dashboard shows of the tracker's snapshot (``RoutingState.snapshot``).
 ROUTING_FIELDS = ("group", "strategy", "score", "in_flight", "breaker", "ttft_s", "ttft_p50_s", "ttft_p99_s", "turns", "failures")
@@ -97,6 +100,8 @@ class DashboardState:
             groups = self._groups.setdefault(slot, {})
             for key, stats in by_key.items():
                 changed[key] = changed[(key[0], GROUP)] = self._version
+                for upstream, _, _ in getattr(stats, "failures", {}):
+                    changed[(key[0], upstream)] = self._version
                 merge_into(groups, key[0], stats)
         self.recent.extend(getattr(delta, "recent", ()))
         self.recent_dropped += getattr(delta, "recent_dropped", 0)
@@ -127,6 +132,7 @@ class DashboardState:
             "slot_s": self._metrics.slot_s,
             "window_s": self._metrics.window_s,
             "oldest_slot": oldest,
+            "now_slot": self._metrics.current_slot(),
             "point_fields": POINT_FIELDS,
             "series": self._series_after(after),
             "routing_fields": ROUTING_FIELDS,
@@ -171,8 +177,10 @@ class DashboardState:
         if cached is not None and cached[0] == version:
             return cached[1]
         group, endpoint = series
-        stats = self._groups[slot][group] if endpoint is GROUP else self._metrics.slot(slot).get(series)
-        point = _point(slot, stats or TurnStats())
+        group_stats = self._groups[slot][group]
+        stats = group_stats if endpoint is GROUP else self._metrics.slot(slot).get(series) or TurnStats()
+        failed = sum(n for (upstream, _, _), n in group_stats.failures.items() if endpoint is GROUP or upstream == endpoint)
+        point = _point(slot, stats, failed)
         self._points[(slot, series)] = (version, point)
         return point
 
@@ -209,12 +217,12 @@ def preferred_endpoints(routing: Mapping[str, Mapping]) -> dict[str, str]:
     return {group: name for group, (_, name) in sorted(best.items())}
 
 
-def _point(slot: int, stats: TurnStats) -> list:
+def _point(slot: int, stats: TurnStats, failed_attempts: int) -> list:
     return [
         slot, stats.turns, stats.errors,
         _seconds(stats.ttft.quantile(0.5)), _seconds(stats.ttft.quantile(0.99)),
         _seconds(stats.total.quantile(0.5)), _seconds(stats.total.quantile(0.99)),
-        stats.fallbacks, stats.hedged, stats.cache_hits, round(stats.cost_usd, 6),
+        stats.fallbacks, stats.hedged, stats.cache_hits, round(stats.cost_usd, 6), failed_attempts,
     ]  # fmt: skip
 
 

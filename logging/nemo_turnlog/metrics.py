@@ -194,6 +194,10 @@ class MetricsAggregator:
         """The oldest slot the window holds now."""
         return self._oldest_slot(self.window_s)
 
+    def current_slot(self) -> int:
+        """The slot turns ending now fall in."""
+        return math.floor(self._clock() / self.slot_s)
+
     def lifetime(self) -> Mapping[SeriesKey, TurnStats]:
         """Totals since this aggregator started (for Prometheus counters)."""
         return self._lifetime

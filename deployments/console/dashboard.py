@@ -1,0 +1,100 @@
+"""The dashboard's data routes (``GET /v1/console/state`` and
+``GET /v1/console/turn``, admin key): the query read and checked here, the
+state built in the metrics hub (``nemo_turnlog.dashboard``) with the
+tracker's routing snapshot the ingress fetches first.
+
+``/v1/console/state`` takes ``since`` (the last answer's ``cursor``),
+``turns_since`` (its ``turns_cursor``), the recent-turns filter ``model``,
+``endpoint``, ``status``, ``conversation`` (a prefix) and ``limit`` (rows,
+1 to 500, default 200). ``/v1/console/turn?seq=N``: one recent turn with its
+attempts; 404 once the hub's ring no longer holds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from nemo_turnlog.dashboard import Since
+from nemo_turnlog.recent_turns import TurnFilter
+from router.errors import InvalidRequest
+
+__all__ = ["ConsoleData", "StateQuery", "state_query", "turn_seq"]
+
+STATUSES = ("ok", "error", "cancelled")
+MAX_TEXT = 200  # a filter value's characters
+MAX_LIMIT = 500
+
+
+@dataclass(frozen=True, slots=True)
+class StateQuery:
+    since: Since
+    turns_since: int
+    turn_filter: TurnFilter
+    limit: int
+
+
+def state_query(params: Mapping[str, str]) -> StateQuery:
+    """The state route's query; ``InvalidRequest`` (400) naming the bad one."""
+    try:
+        since = Since.parse(params.get("since"))
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param="since") from None
+    status = params.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}", param="status")
+    return StateQuery(
+        since=since,
+        turns_since=_integer(params, "turns_since", 0, 0, 2**62),
+        turn_filter=TurnFilter(
+            model_group=_text(params, "model"), endpoint=_text(params, "endpoint"), status=status,
+            conversation=_text(params, "conversation"),
+        ),  # fmt: skip
+        limit=_integer(params, "limit", 200, 1, MAX_LIMIT),
+    )
+
+
+def turn_seq(params: Mapping[str, str]) -> int:
+    return _integer(params, "seq", None, 1, 2**62)
+
+
+def _text(params: Mapping[str, str], name: str) -> str | None:
+    value = params.get(name) or None
+    if value is not None and len(value) > MAX_TEXT:
+        raise InvalidRequest(f"{name} must be at most {MAX_TEXT} characters", param=name)
+    return value
+
+
+def _integer(params: Mapping[str, str], name: str, default: int | None, low: int, high: int) -> int:
+    text = params.get(name)
+    if not text:
+        if default is None:
+            raise InvalidRequest(f"{name} is required", param=name)
+        return default
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise InvalidRequest(f"{name} must be an integer in [{low}, {high}]", param=name)
+    return int(text)
+
+
+class ConsoleData:
+    """The routes' Ray side: ``metrics`` is the ingress's ``MetricsClient``
+    (the hub's handle, 404 when metrics are off; the tracker's snapshot)."""
+
+    def __init__(self, metrics):
+        self._metrics = metrics
+
+    async def view(self, view: str, params: Mapping[str, str]) -> dict:
+        if view == "state":
+            query = state_query(params)
+            hub = self._metrics.hub()
+            routing = await self._metrics.routing_snapshot()
+            return await hub.console_state.remote(query.since, query.turns_since, query.turn_filter, query.limit, routing)
+        if view == "turn":
+            seq = turn_seq(params)
+            turn = await self._metrics.hub().console_turn.remote(seq)
+            if turn is None:
+                raise StarletteHTTPException(404, f"turn {seq} is no longer among the recent turns")
+            return turn
+        raise StarletteHTTPException(404, f"no console view {view[:40]!r}: state or turn")
