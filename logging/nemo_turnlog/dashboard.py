@@ -81,6 +81,7 @@ class DashboardState:
         self.recent_dropped = 0  # turns replicas counted but sent no row for
         self._version = 0
         self._changed: dict[int, dict[SeriesId, int]] = {}  # slot -> series -> version of its last change
+        self._slot_changed: dict[int, int] = {}  # slot -> version of its last change (skips old slots fast)
         self._groups: dict[int, dict[str, TurnStats]] = {}  # slot -> group -> merged stats
         self._points: dict[tuple[int, SeriesId], tuple[int, list]] = {}  # cache: -> (version, point)
         self._routing: dict[str, tuple[int, list]] = {}  # endpoint -> (version of its last change, row)
@@ -97,6 +98,7 @@ class DashboardState:
             if slot < oldest:
                 continue
             changed = self._changed.setdefault(slot, {})
+            self._slot_changed[slot] = self._version
             groups = self._groups.setdefault(slot, {})
             for key, stats in by_key.items():
                 changed[key] = changed[(key[0], GROUP)] = self._version
@@ -167,6 +169,8 @@ class DashboardState:
     def _series_after(self, after: int) -> list[dict]:
         by_series: dict[SeriesId, list[list]] = {}
         for slot in sorted(self._changed):
+            if self._slot_changed[slot] <= after:
+                continue
             for series, version in self._changed[slot].items():
                 if version > after:
                     by_series.setdefault(series, []).append(self._point(slot, series, version))
@@ -200,6 +204,7 @@ class DashboardState:
             for series in self._changed.pop(slot):
                 self._points.pop((slot, series), None)
             self._groups.pop(slot, None)
+            self._slot_changed.pop(slot, None)
 
 
 def preferred_endpoints(routing: Mapping[str, Mapping]) -> dict[str, str]:
