@@ -7,7 +7,8 @@ After the window has filled (default: the 300 s window of 10 s slots), it
 measures, each a median over repeated polls:
 
 - a full answer (a browser that just opened the page): build time and
-  JSON size;
+  JSON size (times are CPU time of this process, so that other processes on
+  a shared machine do not count);
 - a one-second delta (a browser polling every second): build time and JSON
   size, with a routing snapshot of 200 endpoints whose scores drift;
 - what the turn path pays: ``MetricsRecorder.observe`` per turn with the
@@ -111,9 +112,11 @@ def payload(answer: dict) -> tuple[int, int]:
 
 
 def timed(fn) -> tuple[float, object]:
-    start = time.perf_counter()
+    """CPU seconds (this process's): on a shared machine, wall time also
+    counts the seconds other processes held the cores."""
+    start = time.process_time()
     result = fn()
-    return time.perf_counter() - start, result
+    return time.process_time() - start, result
 
 
 def poll_costs(feed: Feed, polls: int) -> dict:
@@ -179,11 +182,11 @@ def turn_path_costs(endpoints: list[str], turns: int = 20000) -> dict:
             metrics = MetricsAggregator(300.0, 10.0, clock=clock)
             dashboard = DashboardState(metrics)
             for delta in deltas:
-                start = time.perf_counter()
+                start = time.process_time()
                 metrics.merge(delta)
                 if with_dashboard:
                     dashboard.merged(delta)
-                merges.setdefault(label, []).append(time.perf_counter() - start)
+                merges.setdefault(label, []).append(time.process_time() - start)
     for name, values in merges.items():
         out[name] = f"median {statistics.median(values) * 1e3:.3f}, min {min(values) * 1e3:.3f}"
     return out

@@ -192,7 +192,7 @@ class Ingress:
         return console_file(name)
 
     @api.get("/v1/console/{view}")
-    async def console_view(self, view: str, request: Request) -> dict:  # the dashboard's data: deployments.console.dashboard
+    async def console_view(self, view: str, request: Request) -> Response:  # the dashboard's data: deployments.console.dashboard
         self._keys.authenticate_admin(request.headers.get("authorization"))
         return await self._console.view(view, request.query_params)
 

@@ -12,10 +12,12 @@ attempts; 404 once the hub's ring no longer holds it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
 from nemo_turnlog.dashboard import Since
 from nemo_turnlog.recent_turns import TurnFilter
@@ -85,16 +87,25 @@ class ConsoleData:
     def __init__(self, metrics):
         self._metrics = metrics
 
-    async def view(self, view: str, params: Mapping[str, str]) -> dict:
+    async def view(self, view: str, params: Mapping[str, str]) -> Response:
         if view == "state":
             query = state_query(params)
             hub = self._metrics.hub()
             routing = await self._metrics.routing_snapshot()
-            return await hub.console_state.remote(query.since, query.turns_since, query.turn_filter, query.limit, routing)
+            state = await hub.console_state.remote(query.since, query.turns_since, query.turn_filter, query.limit, routing)
+            return _json(state)
         if view == "turn":
             seq = turn_seq(params)
             turn = await self._metrics.hub().console_turn.remote(seq)
             if turn is None:
                 raise StarletteHTTPException(404, f"turn {seq} is no longer among the recent turns")
-            return turn
+            return _json(turn)
         raise StarletteHTTPException(404, f"no console view {view[:40]!r}: state or turn")
+
+
+def _json(body: dict) -> Response:
+    # Serialized here in one call: FastAPI's encoder walks every value of a
+    # dict route's answer, which for a full state (thousands of points) costs
+    # many times more. The answer carries the admin's view: never cached.
+    text = json.dumps(body, separators=(",", ":"))
+    return Response(text, media_type="application/json", headers={"cache-control": "no-store"})

@@ -32,6 +32,7 @@ Latencies are seconds, rounded to 0.1 ms; ``slot`` is the slot index
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -227,17 +228,17 @@ def _point(slot: int, stats: TurnStats, failed_attempts: int) -> list:
         slot, stats.turns, stats.errors,
         _seconds(stats.ttft.quantile(0.5)), _seconds(stats.ttft.quantile(0.99)),
         _seconds(stats.total.quantile(0.5)), _seconds(stats.total.quantile(0.99)),
-        stats.fallbacks, stats.hedged, stats.cache_hits, round(stats.cost_usd, 6), failed_attempts,
+        stats.fallbacks, stats.hedged, stats.cache_hits, _rounded(stats.cost_usd), failed_attempts,
     ]  # fmt: skip
 
 
 def _seconds(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)
+    return None if value is None or not math.isfinite(value) else round(value, 4)
 
 
 def _rounded(value):
     """Three significant digits for floats, so a score that only drifts does
     not count as a change on every poll."""
     if isinstance(value, float):
-        return float(f"{value:.3g}")
+        return float(f"{value:.3g}") if math.isfinite(value) else None  # JSON has no inf or NaN
     return value

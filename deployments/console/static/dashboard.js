@@ -160,6 +160,7 @@
       model.series.clear();
       model.routing.clear();
       model.turns = [];
+      view.rows.clear();  // a new hub numbers its turns afresh
     }
     model.meta = answer;
     for (const entry of answer.series) {
