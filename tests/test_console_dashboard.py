@@ -60,3 +60,38 @@ def test_the_page_and_its_files_obey_the_csp():
     assert "innerHTML" not in script  # built with DOM calls and textContent: no markup from data
     with pytest.raises(HTTPException):
         console_file("../assets.py")
+
+
+def test_open_dashboards_ask_the_tracker_at_most_twice_a_second():
+    import asyncio
+
+    from deployments.console.dashboard import ROUTING_MAX_AGE_S, ConsoleData
+
+    class Hub:
+        class console_state:
+            @staticmethod
+            async def remote(*args):
+                return {"routing": args[-1]}
+
+    class Metrics:
+        asked = 0
+
+        def hub(self):
+            return Hub()
+
+        async def routing_snapshot(self):
+            self.asked += 1
+            return {"e": {"n": self.asked}}
+
+    now = [100.0]
+    metrics = Metrics()
+    data = ConsoleData(metrics, clock=lambda: now[0])
+
+    async def polls():
+        for _ in range(5):
+            await data.view("state", {})
+        now[0] += ROUTING_MAX_AGE_S
+        return await data.view("state", {})
+
+    last = asyncio.run(polls())
+    assert metrics.asked == 2 and b'"n":2' in last.body

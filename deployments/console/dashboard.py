@@ -13,7 +13,8 @@ attempts; 404 once the hub's ring no longer holds it.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -28,6 +29,9 @@ __all__ = ["ConsoleData", "StateQuery", "state_query", "turn_seq"]
 STATUSES = ("ok", "error", "cancelled")
 MAX_TEXT = 200  # a filter value's characters
 MAX_LIMIT = 500
+# The tracker plans every turn: however many dashboards are open on one
+# ingress replica, it is asked for its snapshot at most this often.
+ROUTING_MAX_AGE_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,16 +86,20 @@ def _integer(params: Mapping[str, str], name: str, default: int | None, low: int
 
 class ConsoleData:
     """The routes' Ray side: ``metrics`` is the ingress's ``MetricsClient``
-    (the hub's handle, 404 when metrics are off; the tracker's snapshot)."""
+    (the hub's handle, 404 when metrics are off; the tracker's snapshot,
+    reused for ``ROUTING_MAX_AGE_S``)."""
 
-    def __init__(self, metrics):
+    def __init__(self, metrics, clock: Callable[[], float] = time.monotonic):
         self._metrics = metrics
+        self._clock = clock
+        self._routing: dict | None = None
+        self._routing_at = -float("inf")
 
     async def view(self, view: str, params: Mapping[str, str]) -> Response:
         if view == "state":
             query = state_query(params)
             hub = self._metrics.hub()
-            routing = await self._metrics.routing_snapshot()
+            routing = await self._routing_snapshot()
             state = await hub.console_state.remote(query.since, query.turns_since, query.turn_filter, query.limit, routing)
             return _json(state)
         if view == "turn":
@@ -101,6 +109,13 @@ class ConsoleData:
                 raise StarletteHTTPException(404, f"turn {seq} is no longer among the recent turns")
             return _json(turn)
         raise StarletteHTTPException(404, f"no console view {view[:40]!r}: state or turn")
+
+
+    async def _routing_snapshot(self) -> dict | None:
+        if self._clock() - self._routing_at >= ROUTING_MAX_AGE_S:
+            self._routing = await self._metrics.routing_snapshot()
+            self._routing_at = self._clock()
+        return self._routing
 
 
 def _json(body: dict) -> Response:
