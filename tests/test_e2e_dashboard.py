@@ -125,6 +125,8 @@ def test_the_json_route_needs_the_admin_key(dashboard_app):
     bad = httpx.get(f"{dashboard_app}/v1/console/state", params={"since": "../x"}, headers=admin)
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "since"
     assert httpx.get(f"{dashboard_app}/v1/console/turn", params={"seq": "999999"}, headers=admin).status_code == 404
+    unknown = httpx.get(f"{dashboard_app}/v1/console/nope", headers=admin)
+    assert unknown.status_code == 404 and "error" in unknown.json()
     page = httpx.get(f"{dashboard_app}/dashboard")  # the page itself holds no data
     assert page.status_code == 200 and "script-src 'self'" in page.headers["content-security-policy"]
     assert httpx.get(f"{dashboard_app}/console/dashboard.js").headers["content-type"].startswith("text/javascript")
@@ -180,6 +182,12 @@ def test_dashboard_follows_a_slowed_endpoint_filters_turns_and_shows_attempts(da
             "() => [...document.querySelectorAll('#turns tbody tr td.model')].every(td => td.textContent === 'dash-backup')"
         )
         assert set(rows.locator("td.model").all_text_contents()) == {"dash-backup"}
+        page.select_option("#filters select[name=endpoint]", "dash-rescue")
+        page.select_option("#filters select[name=status]", "ok")
+        page.wait_for_function(
+            "() => { const e = [...document.querySelectorAll('#turns tbody tr td.endpoint')].map(td => td.textContent);"
+            " return e.length > 0 && e.every(t => t === 'dash-rescue'); }"
+        )
         page.fill("#filters input[name=conversation]", "call-1")
         page.wait_for_function(
             "() => { const c = [...document.querySelectorAll('#turns tbody tr td.conversation')].map(td => td.textContent);"
