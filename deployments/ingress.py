@@ -45,6 +45,7 @@ from router.turn.stop import LiveTurns
 from deployments.cache_actor import cache_hit_record
 from deployments.cache_lookup import CacheLookup
 from deployments.caller import ProviderCaller
+from deployments.console import ConsoleData, console_file
 from deployments.dispatch import LocalDispatch, RemoteDispatch
 from deployments.http_app import openai_api
 from deployments.metrics_client import MetricsClient
@@ -83,6 +84,7 @@ class Ingress:
         self._resume_bytes = config.server.stream_buffer_bytes if caller is not None else 0
         self._planner = Planner(config)
         self._metrics = MetricsClient(config, self._planner.tracker)
+        self._console = ConsoleData(self._metrics)
         # This replica's channel to the tracker for turns it closes itself
         # (the client left, the dispatch failed, the caller died).
         self._leases = OutcomeReporter(self._report_leases, config.deployments.report_interval_s)
@@ -180,6 +182,19 @@ class Ingress:
             self._keys.authenticate_admin(headers.get("authorization"))
         body, content_type = await self._metrics.exposition(headers.get("accept"))
         return Response(body, headers={"content-type": content_type})
+
+    @api.get("/dashboard")
+    async def dashboard(self) -> Response:
+        return console_file("dashboard.html")  # the page itself holds nothing: its data needs the admin key
+
+    @api.get("/console/{name}")
+    async def console_asset(self, name: str) -> Response:
+        return console_file(name)
+
+    @api.get("/v1/console/{view}")
+    async def console_view(self, view: str, request: Request) -> Response:  # the dashboard's data: deployments.console.dashboard
+        self._keys.authenticate_admin(request.headers.get("authorization"))
+        return await self._console.view(view, request.query_params)
 
     @api.get("/v1/me")
     async def me(self, request: Request) -> dict:

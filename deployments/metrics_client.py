@@ -38,24 +38,34 @@ class MetricsClient:
             raise InvalidRequest("window_s must be a number of seconds", param="window_s") from None
         if window_s is not None and not 0 < window_s <= self._metrics.window_s:
             raise InvalidRequest(f"window_s must be in (0, {self._metrics.window_s}]", param="window_s")
-        return await self._hub().snapshot_json.remote(window_s)
+        return await self.hub().snapshot_json.remote(window_s)
 
     async def exposition(self, accept: str | None) -> tuple[bytes, str]:
         """``/metrics``: the page and its content type, by ``Accept``."""
-        hub = self._hub()
+        hub = self.hub()
         return await hub.exposition.remote(accept, await self._upstream_states())
 
     async def _upstream_states(self) -> list:
-        """The routing gauges' rows; none (and a warning) if the tracker does
-        not answer in time: the turn metrics are still worth serving."""
+        """The routing gauges' rows; none if the tracker does not answer."""
+        snapshot = await self.routing_snapshot()
         try:
-            async with asyncio.timeout(TRACKER_TIMEOUT_S):
-                return upstream_states(await self._tracker().snapshot.remote())
-        except (TimeoutError, RayError, ValueError):
-            log.warning("no routing state for /metrics: the tracker did not answer", exc_info=True)
+            return upstream_states(snapshot or {})
+        except ValueError:
+            log.warning("no routing state for /metrics: the tracker's snapshot did not read", exc_info=True)
             return []
 
-    def _hub(self):
+    async def routing_snapshot(self) -> dict | None:
+        """The tracker's snapshot (``/v1/routing``); None (and a warning) if
+        it does not answer in time: the turn metrics are still worth serving."""
+        try:
+            async with asyncio.timeout(TRACKER_TIMEOUT_S):
+                return await self._tracker().snapshot.remote()
+        except (TimeoutError, RayError):
+            log.warning("no routing state for the metrics: the tracker did not answer", exc_info=True)
+            return None
+
+    def hub(self):
+        """The hub's handle; 404 when metrics are off."""
         if not self._metrics.enabled:
             raise StarletteHTTPException(404, "metrics are disabled in this router's configuration")
         return ray.get_actor(self._metrics.hub_name, namespace=self._namespace)

@@ -7,7 +7,9 @@ A thin async shell over ``nemo_turnlog.metrics.MetricsAggregator`` and
 update), one fire-and-forget ``report(delta)`` per ``interval_s``. The
 ingress reads ``snapshot_json()`` for ``GET /v1/metrics`` and
 ``exposition(accept, upstreams)`` for ``GET /metrics`` (rendered here, from
-the merged stats, with the tracker's routing state the ingress passes in). Every ``evaluate_interval_s``
+the merged stats, with the tracker's routing state the ingress passes in),
+and ``console_state(...)`` / ``console_turn(seq)`` for the dashboard
+(``nemo_turnlog.dashboard``: series and recent turns as deltas). Every ``evaluate_interval_s``
 the hub evaluates the rules; transitions are logged and, when the
 environment variable named by ``webhook_url_env`` is set where the hub
 runs, posted to that webhook. The URL is read there, once, at start-up:
@@ -25,8 +27,10 @@ import os
 from collections.abc import Callable, Sequence
 
 from nemo_turnlog.alerts import AlertEvaluator, AlertRule, WebhookNotifier, log_transition
+from nemo_turnlog.dashboard import DashboardState, Since
 from nemo_turnlog.metrics import MetricsAggregator, MetricsDelta, MetricsRecorder
 from nemo_turnlog.prometheus import UpstreamState, render, render_prometheus
+from nemo_turnlog.recent_turns import TurnFilter
 from nemo_turnlog.record import TurnRecord
 
 __all__ = ["MetricsHub", "MetricsReporter", "get_or_create_metrics_hub"]
@@ -36,7 +40,8 @@ log = logging.getLogger(__name__)
 
 class MetricsHub:
     """Merged metrics and alerts; see the module docstring. Defaults: a
-    300 s window of 10 s slots, alerts evaluated every 5 s."""
+    300 s window of 10 s slots, alerts evaluated every 5 s, the dashboard's
+    last 5000 turns."""
 
     def __init__(
         self,
@@ -45,11 +50,13 @@ class MetricsHub:
         alert_rules: Sequence[AlertRule] = (),
         webhook_url_env: str | None = None,
         evaluate_interval_s: float = 5.0,
+        recent_turns: int = 5000,
     ):
         too_long = [r.name for r in alert_rules if r.window_s > window_s]
         if too_long:
             raise ValueError(f"alert rules {too_long} have a window longer than the metrics window ({window_s} s)")
         self._metrics = MetricsAggregator(window_s, slot_s)
+        self._dashboard = DashboardState(self._metrics, recent_turns)
         self._alerts = AlertEvaluator(alert_rules)
         url = os.environ.get(webhook_url_env) if webhook_url_env else None
         self._notifier = WebhookNotifier(url) if url and alert_rules else None
@@ -59,10 +66,23 @@ class MetricsHub:
     async def report(self, delta: MetricsDelta) -> None:
         self._start_alert_loop()
         self._metrics.merge(delta)
+        self._dashboard.merged(delta)
 
     async def snapshot_json(self, window_s: float | None = None) -> dict:
         self._start_alert_loop()
         return self._metrics.to_json(window_s)
+
+    async def console_state(
+        self, since: Since, turns_since: int, turn_filter: TurnFilter, turns_limit: int, routing: dict | None
+    ) -> dict:
+        """The dashboard's poll (``DashboardState.state``): what changed
+        after the cursors; ``routing``: the tracker's snapshot, or None."""
+        self._start_alert_loop()
+        return self._dashboard.state(since, routing, await self.firing(), turns_since, turn_filter, turns_limit)
+
+    async def console_turn(self, seq: int) -> dict | None:
+        """One recent turn with its attempts, or None once it left the ring."""
+        return self._dashboard.turn(seq)
 
     async def prometheus_text(self) -> str:
         return render_prometheus(self._metrics.lifetime())
@@ -113,12 +133,15 @@ def get_or_create_metrics_hub(
     alert_rules: Sequence[AlertRule] = (),
     webhook_url_env: str | None = None,
     evaluate_interval_s: float = 5.0,
+    recent_turns: int = 5000,
 ):
     """The hub for this cluster: created once, found by name afterwards (a
     hub that exists keeps the arguments it was created with)."""
     from deployments.named_actor import named_actor  # here, so the pure classes above import without Ray
 
-    return named_actor(MetricsHub, name, namespace, window_s, slot_s, tuple(alert_rules), webhook_url_env, evaluate_interval_s)
+    return named_actor(
+        MetricsHub, name, namespace, window_s, slot_s, tuple(alert_rules), webhook_url_env, evaluate_interval_s, recent_turns
+    )
 
 
 class MetricsReporter:

@@ -172,7 +172,8 @@ class ScrapeConfig(_Frozen):
 class MetricsConfig(_Frozen):
     """Rolling p50/p99 per model group and endpoint, held by one hub actor
     that caller replicas report to every ``report_interval_s``; alerts are
-    evaluated there every ``evaluate_interval_s``. The webhook URL (it holds
+    evaluated there every ``evaluate_interval_s``; the dashboard's recent
+    turns are the last ``dashboard_turns`` the hub received. The webhook URL (it holds
     a token) comes from the environment variable ``webhook_url_env``."""
 
     enabled: bool = True
@@ -181,6 +182,7 @@ class MetricsConfig(_Frozen):
     slot_s: float = Field(default=10.0, gt=0)
     report_interval_s: float = Field(default=1.0, gt=0)
     evaluate_interval_s: float = Field(default=5.0, gt=0)
+    dashboard_turns: int = Field(default=5000, ge=100, le=100_000)
     webhook_url_env: str = "NEMO_ALERT_WEBHOOK_URL"
     alerts: tuple[AlertRuleConfig, ...] = ()
     spend_alerts: tuple[SpendAlertConfig, ...] = ()

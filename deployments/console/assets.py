@@ -7,9 +7,10 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-__all__ = ["asset", "page_response", "CONTENT_TYPES", "PAGE_HEADERS"]
+__all__ = ["asset", "console_file", "page_response", "CONTENT_TYPES", "PAGE_HEADERS"]
 
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -44,3 +45,11 @@ def page_response(name: str) -> Response:
     body = asset(name)
     suffix = name[name.rfind(".") :]
     return Response(body, headers={"content-type": CONTENT_TYPES[suffix], **PAGE_HEADERS})
+
+
+def console_file(name: str) -> Response:
+    """``page_response``, or a 404 (OpenAI's error object) for any other name."""
+    try:
+        return page_response(name)
+    except KeyError:
+        raise StarletteHTTPException(404, f"no console file {name[:60]!r}") from None

@@ -6,9 +6,12 @@ that no endpoint served. Time is cut into slots of ``slot_s`` seconds
 every replica numbers the same slot alike.
 
 - ``MetricsRecorder`` (one per caller replica): ``observe(record)`` adds the
-  turn to ``TurnStats`` for its key and the current slot; ``take()`` returns
-  what accumulated since the last ``take`` as a ``MetricsDelta`` and starts
-  afresh. Cheap: two sketch inserts and two bisects per turn.
+  turn to ``TurnStats`` for its key and the current slot, and keeps the
+  record (a reference, in a deque of at most ``recent_max``) for the
+  dashboard's recent turns; ``take()`` returns what accumulated since the
+  last ``take`` as a ``MetricsDelta`` (the kept records made into compact
+  ``TurnRow``s there, off the turn's path) and starts afresh. Cheap: two
+  sketch inserts, two bisects and a deque append per turn.
 - ``MetricsAggregator`` (one per cluster, in the ``MetricsHub``): ``merge``s
   deltas into a ring of slots covering ``window_s`` (default 300 s), older
   slots expiring, and into lifetime totals for Prometheus. Because
@@ -27,13 +30,15 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
 from nemo_turnlog.latency import TurnStats
+from nemo_turnlog.recent_turns import TurnRow
 from nemo_turnlog.record import TurnRecord
 
-__all__ = ["MetricsAggregator", "MetricsDelta", "MetricsRecorder", "SeriesKey", "WindowSummary"]
+__all__ = ["MetricsAggregator", "MetricsDelta", "MetricsRecorder", "SeriesKey", "WindowSummary", "merge_into"]
 
 SeriesKey = tuple[str, str]  # (model_group, endpoint); endpoint "" when none served
 
@@ -44,25 +49,38 @@ def _key(record: TurnRecord) -> SeriesKey:
 
 @dataclass(slots=True)
 class MetricsDelta:
-    """Stats accumulated by one replica: ``slots[slot index][key]``."""
+    """Stats accumulated by one replica: ``slots[slot index][key]``; the
+    last turns' rows, oldest first (``recent``), and how many turns were
+    counted but not kept as rows (``recent_dropped``: more than the
+    recorder's ``recent_max`` in one delta)."""
 
     slot_s: float
     slots: dict[int, dict[SeriesKey, TurnStats]] = field(default_factory=dict)
+    recent: list[TurnRow] = field(default_factory=list)
+    recent_dropped: int = 0
 
     def turns(self) -> int:
         return sum(s.turns for by_key in self.slots.values() for s in by_key.values())
 
 
-class MetricsRecorder:
-    """Accumulates a replica's turns into a ``MetricsDelta``; thread-safe."""
+RECENT_MAX = 1000  # rows per delta (a second's worth at 60k turns per minute on one replica)
 
-    def __init__(self, slot_s: float = 10.0, clock: Callable[[], float] = time.time):
+
+class MetricsRecorder:
+    """Accumulates a replica's turns into a ``MetricsDelta``; thread-safe.
+    ``recent_max``: the records kept per delta for the recent turns (0:
+    none)."""
+
+    def __init__(self, slot_s: float = 10.0, clock: Callable[[], float] = time.time, recent_max: int = RECENT_MAX):
         if slot_s <= 0:
             raise ValueError(f"slot_s must be positive, got {slot_s}")
         self._slot_s = slot_s
         self._clock = clock
         self._lock = threading.Lock()
         self._delta = MetricsDelta(slot_s)
+        self._recent_max = recent_max
+        self._recent: deque[TurnRecord] = deque(maxlen=recent_max)
+        self._observed = 0
 
     def observe(self, record: TurnRecord) -> None:
         slot = math.floor(self._clock() / self._slot_s)
@@ -72,6 +90,8 @@ class MetricsRecorder:
             if stats is None:
                 stats = by_key[_key(record)] = TurnStats()
             stats.observe(record)
+            self._recent.append(record)
+            self._observed += 1
 
     @property
     def pending(self) -> bool:
@@ -83,6 +103,10 @@ class MetricsRecorder:
             if not self._delta.slots:
                 return None
             delta, self._delta = self._delta, MetricsDelta(self._slot_s)
+            recent, self._recent = self._recent, deque(maxlen=self._recent_max)
+            observed, self._observed = self._observed, 0
+        delta.recent = [TurnRow.of(record) for record in recent]
+        delta.recent_dropped = observed - len(recent)
         return delta
 
 
@@ -141,9 +165,9 @@ class MetricsAggregator:
         oldest = self._oldest_slot(self.window_s)
         for slot, by_key in delta.slots.items():
             for key, stats in by_key.items():
-                _merge_into(self._lifetime, key, stats)
+                merge_into(self._lifetime, key, stats)
                 if slot >= oldest:
-                    _merge_into(self._slots.setdefault(slot, {}), key, stats)
+                    merge_into(self._slots.setdefault(slot, {}), key, stats)
         self._expire()
 
     def observe(self, record: TurnRecord) -> None:
@@ -159,8 +183,20 @@ class MetricsAggregator:
         for slot, by_key in self._slots.items():
             if slot >= oldest:
                 for key, stats in by_key.items():
-                    _merge_into(merged, key, stats)
+                    merge_into(merged, key, stats)
         return merged
+
+    def slot(self, slot: int) -> Mapping[SeriesKey, TurnStats]:
+        """One slot's merged stats per key (empty once out of the window)."""
+        return self._slots.get(slot, {})
+
+    def oldest_slot(self) -> int:
+        """The oldest slot the window holds now."""
+        return self._oldest_slot(self.window_s)
+
+    def current_slot(self) -> int:
+        """The slot turns ending now fall in."""
+        return math.floor(self._clock() / self.slot_s)
 
     def lifetime(self) -> Mapping[SeriesKey, TurnStats]:
         """Totals since this aggregator started (for Prometheus counters)."""
@@ -176,7 +212,7 @@ class MetricsAggregator:
         """Summary per model group (all its endpoints) over the window."""
         groups: dict[str, TurnStats] = {}
         for (group, _), stats in self.window(window_s).items():
-            _merge_into(groups, group, stats)
+            merge_into(groups, group, stats)
         span_s = self.span_s(window_s)
         return {group: WindowSummary.of(stats, span_s) for group, stats in groups.items()}
 
@@ -208,7 +244,7 @@ class MetricsAggregator:
             del self._slots[slot]
 
 
-def _merge_into(target: dict, key: object, stats: TurnStats) -> None:
+def merge_into(target: dict, key: object, stats: TurnStats) -> None:
     existing = target.get(key)
     if existing is None:
         existing = target[key] = TurnStats()
