@@ -75,6 +75,7 @@ def _metrics_hub(config: RouterConfig):
         alert_rules=[AlertRule(**rule.model_dump()) for rule in metrics.alerts],
         webhook_url_env=metrics.webhook_url_env,
         evaluate_interval_s=metrics.evaluate_interval_s,
+        resources=config.deployments.actor_resources,
     )
 
 

@@ -85,6 +85,7 @@ def start_health_prober(config: RouterConfig, tracker) -> "ray.actor.ActorHandle
     if not any(group.health_check.enabled for group in config.model_groups.values()):
         return None
     options = config.deployments
-    prober = named_actor(HealthProber, f"{options.tracker_name}-health", options.tracker_namespace, config, tracker)
+    prober = named_actor(HealthProber, f"{options.tracker_name}-health", options.tracker_namespace, config, tracker,
+                         resources=options.actor_resources)
     prober.start.remote()
     return prober

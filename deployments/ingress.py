@@ -473,7 +473,7 @@ def ingress_deployment(config: RouterConfig):
         name="Ingress",
         num_replicas=options.ingress_replicas,
         max_ongoing_requests=options.ingress_max_ongoing_requests,
-        ray_actor_options={"num_cpus": 0},
+        ray_actor_options={"num_cpus": 0, "resources": dict(options.ingress_resources)},
         # When Serve itself stops a replica (serve deploy, serve shutdown),
         # its turns in flight get the same grace as a local stop's drain.
         graceful_shutdown_timeout_s=config.server.stop_grace_s + SHUTDOWN_MARGIN_S,
