@@ -97,7 +97,9 @@ def router_config(sim, port: int, turn_log: Path) -> dict:
             "timeouts": {"first_token_s": 3, "total_s": 30},
             "endpoints": [{"name": f"mn-{x}", "base_url": sim.base_url(f"mn-{x}"), "model": "sim-model"} for x in "ab"],
         }},
-        "turn_log": {"sink": "local", "path": str(turn_log), "flush_interval_s": 0.3},
+        # Long enough that a lost caller always has records in its buffer
+        # (and its write-ahead log): the replacement caller writes them.
+        "turn_log": {"sink": "local", "path": str(turn_log), "flush_interval_s": 2.0},
         "cache": {"enabled": False},
         "metrics": {"report_interval_s": 0.2},
         "deployments": {
@@ -119,6 +121,7 @@ class Scenario:
         self.sim = None
         self.workers: dict[str, object] = {}  # name -> ray node
         self.turns: list[dict] = []
+        self.lost_callers: dict[str, float] = {}  # pid -> when its node was lost (wall clock)
         self._started = time.monotonic()
 
     # -- set-up -----------------------------------------------------------
@@ -193,6 +196,7 @@ class Scenario:
         import psutil
         from ray._private import ray_constants
 
+        pids = [pid for pid, node_name in self.topology()["caller_pids"].items() if node_name == name]
         node = self.workers.pop(name)
         raylet = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process
         killed = []
@@ -204,6 +208,11 @@ class Scenario:
                 continue
         self.cluster.remove_node(node, allow_graceful=False)
         self.event("lost", node=name, workers_killed=len(killed))
+        self.lost_callers.update({pid: time.time() for pid in pids})
+        # What each lost caller had not flushed: its write-ahead log's records.
+        for pid in pids:
+            lines = sum(len(path.read_bytes().splitlines()) - 1 for path in (self.turn_log / "_wal").glob(f"*+{pid}+*.wal"))
+            self.result.setdefault("unflushed_records_of_lost_callers", {})[pid] = lines
 
     # -- what runs where ----------------------------------------------------
 
@@ -438,6 +447,13 @@ class Scenario:
             pid = path.name.split("-")[1]
             writers[pid] = writers.get(pid, 0) + 1
         self.result["files_by_caller_pid"] = writers
+        # Files named after a lost caller (its write-ahead log's segments are
+        # named by their writer) but written after it died: another caller
+        # on this host replayed them.
+        self.result["replayed_files_of_lost_callers"] = {
+            pid: sum(1 for path in self.turn_log.rglob(f"caller-{pid}-*.parquet") if path.stat().st_mtime > lost_at)
+            for pid, lost_at in self.lost_callers.items()
+        }
 
     # -- tear-down --------------------------------------------------------------
 

@@ -133,6 +133,18 @@ def test_the_tracker_node_lost_under_load(run):
     assert sorted(phase["topology_replaced"]["callers"]) == ["worker-3", "worker-4"]
 
 
+def test_a_lost_caller_s_unflushed_records_are_written_by_another(run):
+    """A lost caller's records not yet flushed (every 2 s here) when its
+    node went away are in its write-ahead log, in the folder the nodes
+    share; the replacement caller on this host writes them (so every turn
+    above has its record). On a real cluster the node's disk goes too:
+    README, What a node loss costs."""
+    replayed, unflushed = run["replayed_files_of_lost_callers"], run["unflushed_records_of_lost_callers"]
+    assert len(replayed) == 2 and any(unflushed.values()), unflushed
+    for pid, records in unflushed.items():
+        assert replayed[pid] >= (1 if records else 0), (pid, records, replayed)
+
+
 def test_nothing_is_left_running(run):
     assert run["leftovers"] == [] and run["left_after_exit"] == []
     for port in (run["port"], run["ray_port"]):
