@@ -407,8 +407,7 @@ class Ingress:
         # stream is not carried over (a voice reply is a few KiB), so what a
         # turn holds here stays bounded whatever the reply's length.
         forwarded: list[bytes] | None = [] if self._resume_bytes else None
-        kept_bytes = 0
-        resumed = False
+        kept_bytes, resumed, done_sent = 0, False, False
         responding = object()  # in the replica's count of responses being sent, for a drain
         self._responding.add(responding)
         try:
@@ -427,11 +426,14 @@ class Ingress:
                                 forwarded.append(piece)
                             else:
                                 forwarded = None
+                        done_sent = piece.endswith(DONE_EVENT)
                         yield piece
                     guard.settle()
                     return
                 except CALLER_LOST:
                     guard.close()  # releases what the lost caller held
+                    if done_sent:  # the client has the whole turn, and the caller its record
+                        return
                     resume = None if resumed or forwarded is None else resume_point(forwarded)
                     if resume is None:
                         log.warning("provider-caller lost mid-stream; ending the turn with an error event", exc_info=True)
