@@ -384,7 +384,6 @@ class Scenario:
 
         # 3. The tracker's worker goes away (with the caller on it).
         tracker_node = self.topology()["tracker"]
-        phase3: dict = {}
 
         def lose_tracker():
             started = time.monotonic()

@@ -75,6 +75,8 @@ def assert_clean(result, phase) -> list[dict]:
     router's error event (never a cut body, a client timeout or a hang);
     each has exactly one turn-log record."""
     assert "error" not in result, result["error"]
+    info = result["phases"][phase]
+    assert not info.get("load_hung") and not info.get("settle_timed_out"), info
     ts = turns(result, phase)
     assert ts
     for t in ts:
