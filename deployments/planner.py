@@ -53,7 +53,7 @@ __all__ = ["Planner", "TRACKER_PROBE_INTERVAL_S", "TRACKER_TIMEOUT_S"]
 log = logging.getLogger(__name__)
 
 TRACKER_TIMEOUT_S = 1.0
-TRACKER_PROBE_INTERVAL_S = 0.5
+TRACKER_PROBE_INTERVAL_S = 0.25
 
 
 class Planner:
