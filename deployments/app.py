@@ -76,6 +76,7 @@ def _metrics_hub(config: RouterConfig):
         webhook_url_env=metrics.webhook_url_env,
         evaluate_interval_s=metrics.evaluate_interval_s,
         recent_turns=metrics.dashboard_turns,
+        resources=config.deployments.actor_resources,
     )
 
 

@@ -51,7 +51,8 @@ class ResponseCacheActor:
 def get_or_create_cache_actor(config: RouterConfig) -> "ray.actor.ActorHandle":
     """The cache for this cluster: created once (sized by ``config.cache``),
     found by name afterwards (an existing actor keeps its first sizes)."""
-    return named_actor(ResponseCacheActor, CACHE_ACTOR_NAME, config.deployments.tracker_namespace, config.cache)
+    return named_actor(ResponseCacheActor, CACHE_ACTOR_NAME, config.deployments.tracker_namespace, config.cache,
+                       resources=config.deployments.actor_resources)
 
 
 def cache_hit_record(

@@ -219,7 +219,7 @@ def caller_deployment(config: RouterConfig):
         name="ProviderCaller",
         num_replicas=options.caller_replicas,
         max_ongoing_requests=options.caller_max_ongoing_requests,
-        ray_actor_options={"num_cpus": 0},
+        ray_actor_options={"num_cpus": 0, "resources": dict(options.caller_resources)},
         # When Serve itself stops a replica (serve deploy, serve shutdown),
         # its turns in flight get the same grace as a local stop's drain.
         graceful_shutdown_timeout_s=config.server.stop_grace_s + SHUTDOWN_MARGIN_S,

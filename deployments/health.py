@@ -62,13 +62,31 @@ class HealthProber:
         self._api_keys = resolve_api_keys([e for e, _ in self._targets], os.environ)
         self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task] = []
+        # Ray runs an async actor's __init__ on its event loop, also when it
+        # restarts the actor (a crash, a lost node): the probes start here,
+        # since nobody calls ``start`` again after a restart.
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # constructed outside an event loop: ``start`` starts them
+            return
+        self._start_probes()
 
     async def start(self) -> int:
         """Start one probe loop per endpoint (idempotent); returns how many."""
+        return self._start_probes()
+
+    def _start_probes(self) -> int:
         if not self._tasks:
             self._client = httpx.AsyncClient()
             self._tasks = [asyncio.create_task(self._loop(e, c)) for e, c in self._targets]
         return len(self._tasks)
+
+    async def probing(self) -> int:
+        """How many probe loops are running."""
+        return sum(1 for task in self._tasks if not task.done())
+
+    def pid(self) -> int:
+        return os.getpid()
 
     async def _loop(self, endpoint: EndpointConfig, check: HealthCheckConfig) -> None:
         while True:
@@ -85,6 +103,7 @@ def start_health_prober(config: RouterConfig, tracker) -> "ray.actor.ActorHandle
     if not any(group.health_check.enabled for group in config.model_groups.values()):
         return None
     options = config.deployments
-    prober = named_actor(HealthProber, f"{options.tracker_name}-health", options.tracker_namespace, config, tracker)
+    prober = named_actor(HealthProber, f"{options.tracker_name}-health", options.tracker_namespace, config, tracker,
+                         resources=options.actor_resources)
     prober.start.remote()
     return prober

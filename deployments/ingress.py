@@ -422,8 +422,7 @@ class Ingress:
         # stream is not carried over (a voice reply is a few KiB), so what a
         # turn holds here stays bounded whatever the reply's length.
         forwarded: list[bytes] | None = [] if self._resume_bytes else None
-        kept_bytes = 0
-        resumed = False
+        kept_bytes, resumed, done_sent = 0, False, False
         responding = object()  # in the replica's count of responses being sent, for a drain
         self._responding.add(responding)
         try:
@@ -442,11 +441,14 @@ class Ingress:
                                 forwarded.append(piece)
                             else:
                                 forwarded = None
+                        done_sent = piece.endswith(DONE_EVENT)
                         yield piece
                     guard.settle()
                     return
                 except CALLER_LOST:
                     guard.close()  # releases what the lost caller held
+                    if done_sent:  # the client has the whole turn, and the caller its record
+                        return
                     resume = None if resumed or forwarded is None else resume_point(forwarded)
                     if resume is None:
                         log.warning("provider-caller lost mid-stream; ending the turn with an error event", exc_info=True)
@@ -488,7 +490,7 @@ def ingress_deployment(config: RouterConfig):
         name="Ingress",
         num_replicas=options.ingress_replicas,
         max_ongoing_requests=options.ingress_max_ongoing_requests,
-        ray_actor_options={"num_cpus": 0},
+        ray_actor_options={"num_cpus": 0, "resources": dict(options.ingress_resources)},
         # When Serve itself stops a replica (serve deploy, serve shutdown),
         # its turns in flight get the same grace as a local stop's drain.
         graceful_shutdown_timeout_s=config.server.stop_grace_s + SHUTDOWN_MARGIN_S,

@@ -137,7 +137,7 @@ def get_or_create_keystore(config: RouterConfig) -> "ray.actor.ActorHandle":
     rules = [SpendAlertRule(**rule.model_dump()) for rule in config.metrics.spend_alerts]
     keystore = named_actor(
         KeyStore, options.keystore_name, options.tracker_namespace,
-        config.auth, config.turn_log, rules, config.metrics.webhook_url_env,
+        config.auth, config.turn_log, rules, config.metrics.webhook_url_env, resources=options.actor_resources,
     )
     try:
         configure = keystore.configure

@@ -134,13 +134,15 @@ def get_or_create_metrics_hub(
     webhook_url_env: str | None = None,
     evaluate_interval_s: float = 5.0,
     recent_turns: int = 5000,
+    resources: dict[str, float] | None = None,
 ):
     """The hub for this cluster: created once, found by name afterwards (a
     hub that exists keeps the arguments it was created with)."""
     from deployments.named_actor import named_actor  # here, so the pure classes above import without Ray
 
     return named_actor(
-        MetricsHub, name, namespace, window_s, slot_s, tuple(alert_rules), webhook_url_env, evaluate_interval_s, recent_turns
+        MetricsHub, name, namespace, window_s, slot_s, tuple(alert_rules), webhook_url_env, evaluate_interval_s, recent_turns,
+        resources=resources,
     )
 
 

@@ -24,6 +24,13 @@ Either way, if the tracker is unreachable the replica reuses the tracker's
 last plan for that kind of turn (or plans from configuration alone), so no
 turn fails because of it. Such a plan holds no lease (the local state never
 counts anything in flight), so its caller reports every attempt it starts.
+Once a call has found the tracker away (no answer within
+``TRACKER_TIMEOUT_S``, or no such actor), the turns after it plan that way
+at once, without waiting on it: the tracker of a lost node does not answer
+until Ray notices the node is gone and restarts it elsewhere (about 20 s in
+tests/test_e2e_multinode.py), and each turn would otherwise pay the whole
+timeout. A background probe pings it every ``TRACKER_PROBE_INTERVAL_S``
+and the next turn after an answer asks it again.
 """
 
 from __future__ import annotations
@@ -41,18 +48,23 @@ from router.errors import RouterError
 from router.plan_snapshots import SnapshotSchedule
 from router.routing_state import AttemptPlan, ConversationRef, RoutingState
 
-__all__ = ["Planner", "TRACKER_TIMEOUT_S"]
+__all__ = ["Planner", "TRACKER_PROBE_INTERVAL_S", "TRACKER_TIMEOUT_S"]
 
 log = logging.getLogger(__name__)
 
 TRACKER_TIMEOUT_S = 1.0
+TRACKER_PROBE_INTERVAL_S = 0.25
 
 
 class Planner:
-    def __init__(self, config: RouterConfig, clock=time.monotonic):
+    def __init__(self, config: RouterConfig, clock=time.monotonic, tracker_lookup=None):
         self._config = config
         self._clock = clock
         self._tracker = None
+        options = config.deployments
+        self._lookup = tracker_lookup or (lambda: ray.get_actor(options.tracker_name, namespace=options.tracker_namespace))
+        # Set while the tracker is known to be away; the probe clears it.
+        self._probe: asyncio.Task | None = None
         # Plans from configuration alone, for when the tracker is unreachable:
         # tags and breakers still apply, live latency does not.
         self._local_state = RoutingState(config)
@@ -64,9 +76,13 @@ class Planner:
 
     def tracker(self):
         if self._tracker is None:
-            options = self._config.deployments
-            self._tracker = ray.get_actor(options.tracker_name, namespace=options.tracker_namespace)
+            self._tracker = self._lookup()
         return self._tracker
+
+    @property
+    def tracker_away(self) -> bool:
+        """Whether turns plan without the tracker until the probe hears it."""
+        return self._probe is not None and not self._probe.done()
 
     async def plan(
         self,
@@ -102,6 +118,8 @@ class Planner:
         lease; on failure the last plan or a local one, which holds none
         (the caller reports the turn's first attempt as started instead)."""
         group, tags, has_tools, choices, stream = key
+        if self.tracker_away:
+            return self._fallback(key, conversation)
         try:
             async with asyncio.timeout(TRACKER_TIMEOUT_S):
                 plan = await self.tracker().plan.remote((group, tags, has_tools, choices, stream, lease, conversation))
@@ -116,14 +134,35 @@ class Planner:
                 raise exc.cause from None
             log.warning("tracker failed to plan; using the last known plan", exc_info=True)
         except (RayError, TimeoutError, ValueError):
-            log.warning("tracker unavailable; using the last known plan", exc_info=True)
+            log.warning("tracker unavailable; planning without it until it answers again", exc_info=True)
             self._tracker = None
+            if not self.tracker_away:
+                self._probe = asyncio.ensure_future(self._probe_until_back())
+        return self._fallback(key, conversation)
+
+    def _fallback(self, key: tuple, conversation: ConversationRef | None) -> tuple[AttemptPlan, bool]:
+        """The tracker's last plan for this kind of turn, else one from
+        configuration alone; it holds no lease."""
+        group, tags, has_tools, choices, stream = key
         last = self._last_plans.get(key)
         if last is None:
             last = self._local_state.plan(group, required_tags=tags, has_tools=has_tools, choices=choices, stream=stream)
         if conversation is not None and conversation[2] is not None:
             last = dataclasses.replace(last, conversation_turn=conversation[2])
         return last, False
+
+    async def _probe_until_back(self) -> None:
+        """Ping the tracker (found again by name: Ray may have restarted it
+        elsewhere) until it answers; ending clears ``tracker_away``."""
+        while True:
+            await asyncio.sleep(TRACKER_PROBE_INTERVAL_S)
+            try:
+                async with asyncio.timeout(TRACKER_TIMEOUT_S):
+                    await self.tracker().ping.remote()
+                log.warning("tracker answers again; planning with it")
+                return
+            except Exception:  # RayError, TimeoutError, ValueError (no such actor yet), anything else
+                self._tracker = None
 
     async def _refresh_while_used(self) -> None:
         """Every interval, a fresh plan for each kind of turn still in use;

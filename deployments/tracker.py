@@ -57,4 +57,4 @@ class LatencyTracker:
 def get_or_create_tracker(config: RouterConfig) -> "ray.actor.ActorHandle":
     """The tracker for this cluster: created once, found by name afterwards."""
     options = config.deployments
-    return named_actor(LatencyTracker, options.tracker_name, options.tracker_namespace, config)
+    return named_actor(LatencyTracker, options.tracker_name, options.tracker_namespace, config, resources=options.actor_resources)

@@ -287,6 +287,12 @@ class ServerConfig(_Frozen):
     stream_buffer_bytes: int = Field(default=1 << 20, ge=1024)
 
 
+# A Ray custom resource's name (not CPU/GPU/memory: those are Ray's own).
+ResourceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]*$", max_length=64)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+_RAY_BUILTIN_RESOURCES = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
+
+
 class DeploymentConfig(_Frozen):
     """Replica counts and the tracker's Ray actor name."""
 
@@ -311,6 +317,24 @@ class DeploymentConfig(_Frozen):
     # The pooled HTTP client for upstream calls: aiohttp costs less per
     # streamed piece than httpx (benchmarks/serve_floor.py).
     upstream_client: Literal["aiohttp", "httpx"] = "aiohttp"
+    # Placement on a multi-node cluster (README "Placing the router on a
+    # cluster's nodes"): Ray custom resources that each ingress replica, each
+    # provider-caller replica and each of the cluster-wide actors (tracker,
+    # keystore, metrics hub, cache, health prober) asks for. Give nodes
+    # those resources (cluster.yaml's ``resources``, ``ray start
+    # --resources``); empty: anywhere, as before.
+    ingress_resources: dict[ResourceName, PositiveFloat] = {}
+    caller_resources: dict[ResourceName, PositiveFloat] = {}
+    actor_resources: dict[ResourceName, PositiveFloat] = {}
+
+    @model_validator(mode="after")
+    def _custom_resources_only(self) -> "DeploymentConfig":
+        for field in ("ingress_resources", "caller_resources", "actor_resources"):
+            builtin = sorted(_RAY_BUILTIN_RESOURCES & set(getattr(self, field)))
+            if builtin:
+                raise ValueError(f"{field}: {', '.join(builtin)} is Ray's own resource, not a custom one "
+                                 "(the router's replicas and actors ask for no CPU)")
+        return self
 
 
 class RouterConfig(_Frozen):
