@@ -16,8 +16,9 @@ ordered channel, so a hedge racer or a fallback is counted in flight exactly
 while it runs. The turn's record is emitted once, when it ends, whichever
 way it ends. What crosses back to the ingress is, in order:
 one ``TurnHead`` (or one ``TurnFailure`` if no endpoint could start), then
-the stream's bytes, unchanged from upstream except for the usage-only chunk
-the client did not ask for. Before the first byte is forwarded a failed attempt
+the stream's bytes, unchanged from upstream except for the usage-only chunk:
+dropped if the client did not ask for it, else noted with the endpoint and
+cost (``router.serving_note``). Before the first byte is forwarded a failed attempt
 just moves on; after it, the group's ``midstream`` policy either carries the
 turn over to the next endpoint (spliced, ``ContinuationRelay``) or ends the
 stream with an SSE error event. A turn with several choices (``n > 1``) is
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -56,6 +58,7 @@ from router.providers import ProviderCodec, codec_for
 from router.providers.chunks import usage_dict
 from router.response_cache import CachedTurn, TurnRecorder, entry_from_completion
 from router.outcome import AttemptStarted, LeaseEvent, OutcomeKind
+from router.serving_note import serving_note
 from router.sse import DONE_EVENT, encode_json
 from router.stream_watch import StreamWatch, Usage
 from router.turn.relay import ContinuationRelay, PassThroughRelay
@@ -240,7 +243,11 @@ class TurnRunner:
         yield DONE_EVENT
 
     def _watch(self, turn: TurnState, candidate: Candidate) -> StreamWatch:
-        return StreamWatch(candidate.endpoint.name, forward_usage=turn.request.include_usage)
+        name = candidate.endpoint.name
+        if not turn.request.include_usage:
+            return StreamWatch(name, forward_usage=False)
+        # The usage chunk the client asked for names the endpoint and the cost.
+        return StreamWatch(name, forward_usage=True, usage_note=functools.partial(serving_note, name, self._prices.get(name)))
 
     async def _first_token(self, turn: TurnState, candidate: Candidate, walk: PlanWalk, budget: HedgeBudget | None) -> _OpenAttempt:
         """Open ``candidate`` and wait for its first token. With a hedge delay
