@@ -1,5 +1,6 @@
 """The HTTP ingress: OpenAI's ``/v1/chat/completions``, ``/v1/models``
-(and ``/v1/models/{id}``) and ``/health`` on Ray Serve; the OpenAI APIs a
+(and ``/v1/models/{id}``) and ``/health`` on Ray Serve, and the console's
+pages (``deployments.console``); the OpenAI APIs a
 voice gateway does not serve (``NOT_SERVED``) answer a 404 that says so.
 
 Per turn it validates the request, asks the ``LatencyTracker`` for a plan
@@ -44,6 +45,7 @@ from router.turn.stop import LiveTurns
 
 from deployments.cache_actor import cache_hit_record
 from deployments.cache_lookup import CacheLookup
+from deployments.console.routes import add_console_routes
 from deployments.caller import ProviderCaller
 from deployments.dispatch import LocalDispatch, RemoteDispatch
 from deployments.http_app import openai_api
@@ -70,6 +72,7 @@ __all__ = ["Ingress", "ingress_deployment"]
 log = logging.getLogger(__name__)
 
 api = openai_api()
+add_console_routes(api)  # /playground and its static files
 
 
 @serve.ingress(api)
