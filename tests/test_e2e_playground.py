@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.ray
 APP = "nemo-router-playground"
 PREFIX = "/playground-app"
 KEY = "sk-test-playground-client"
-TOKENS = 24  # words per simulated reply, one every 40 ms: a stream to watch grow
+TOKENS = 24  # words per simulated reply, one every 60 ms: a stream to watch grow
 FULL_REPLY = " ".join(f"w{i}" for i in range(1, TOKENS + 1))
 
 
@@ -38,7 +39,7 @@ def playground(router, simulator, tmp_path_factory):
     from router.config import parse_config
     from router.keys import hash_key
 
-    simulator.set_behavior("playground", ttft_ms=60, token_interval_ms=40, tokens=TOKENS)
+    simulator.set_behavior("playground", ttft_ms=60, token_interval_ms=60, tokens=TOKENS)
     sim = {"provider": "openai", "base_url": simulator.base_url("playground"), "model": "sim-model"}
     config = parse_config(
         {
@@ -114,7 +115,9 @@ def send_turn(page, text: str):
 
 
 def wait_done(page) -> None:
-    page.wait_for_function("document.getElementById('stat-status').textContent === 'done'")
+    from playwright.sync_api import expect
+
+    expect(page.locator("#stat-status")).to_have_text("done")
 
 
 def run_copied_code(page, router: str, recorder: Recorder) -> list[dict]:
@@ -127,8 +130,15 @@ def run_copied_code(page, router: str, recorder: Recorder) -> list[dict]:
     for argv in (["bash", "-c", curl.replace(router, recorder.origin)], [sys.executable, "-c", python.replace(router, recorder.origin)]):
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30)
         assert done.returncode == 0, done.stderr
-        assert "w1 w2" in done.stdout  # the reply, streamed or whole
+        assert "w1" in done.stdout and f"w{TOKENS}" in done.stdout  # the reply, as SSE (curl) or text (python)
     return recorder.seen
+
+
+def usd_cost(prompt: int, completion: int) -> float:
+    from router.catalog import load_catalog
+
+    price = load_catalog().get("gpt-4o-mini").price
+    return (prompt * price.input_per_mtok + completion * price.output_per_mtok) / 1e6
 
 
 def test_a_wrong_key_shows_the_routers_401(chromium_page, playground):
@@ -152,19 +162,17 @@ def test_a_conversation_streams_shows_where_and_what_it_cost_and_copies_as_code(
 
     # Turn 1 streams: the reply grows before the turn completes.
     first = send_turn(page, "hello there")
-    page.wait_for_function(
-        "(() => { const li = document.querySelector('#transcript li.assistant');"
-        " return li && li.classList.contains('streaming') && li.textContent.startsWith('w1 w2'); })()"
-    )
-    partial = page.text_content("#transcript li.assistant")
+    expect(page.locator("#transcript li.assistant.streaming")).to_contain_text("w1 w2")
+    partial, streaming = page.evaluate("() => { const li = document.querySelector('#transcript li.assistant');"
+                                       " return [li.textContent, li.classList.contains('streaming')]; }")
     wait_done(page)
     assert page.text_content("#transcript li.assistant") == FULL_REPLY
-    assert len(partial) < len(FULL_REPLY) and FULL_REPLY.startswith(partial)
+    assert streaming and len(partial) < len(FULL_REPLY) and FULL_REPLY.startswith(partial)
     expect(page.locator("#stat-endpoint")).to_have_text("catalog:gpt-4o-mini")
-    expect(page.locator("#stat-ttft")).to_have_text(_ms())
+    expect(page.locator("#stat-ttft")).to_have_text(re.compile(r"^\d+ ms$"))
     expect(page.locator("#stat-tokens")).to_contain_text(f"+ {TOKENS} completion")
-    cost = page.text_content("#stat-cost")
-    assert cost.startswith("$") and float(cost[1:]) > 0  # gpt-4o-mini's price times the usage
+    prompt, completion = map(int, re.findall(r"\d+", page.text_content("#stat-tokens")))
+    assert page.text_content("#stat-cost") == f"${usd_cost(prompt, completion):.8f}".rstrip("0")  # priced as gpt-4o-mini
     assert json.loads(first.post_data) == {
         "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello there"}],
         "stream": True, "stream_options": {"include_usage": True}, "nemo_tags": ["eu"],
@@ -195,14 +203,9 @@ def test_a_conversation_streams_shows_where_and_what_it_cost_and_copies_as_code(
     expect(page.locator("#stat-ttft")).to_have_text("– (not streamed)")
     expect(page.locator("#stat-endpoint")).to_have_text("catalog:gpt-4o-mini")
     expect(page.locator("#stat-tokens")).to_contain_text(f"+ {TOKENS} completion")
+    expect(page.locator("#stat-cost")).to_have_text(re.compile(r"^\$0\.0000\d+$"))  # x-nemo-cost-usd
     sent = json.loads(third.post_data)
     assert sent["stream"] is False and sent["nemo_cache"] is False and "stream_options" not in sent
     assert len(sent["messages"]) == 5
     for ran in run_copied_code(page, router, recorder):
         assert ran["status"] == 200 and ran["body"] == sent
-
-
-def _ms():
-    import re
-
-    return re.compile(r"^\d+ ms$")

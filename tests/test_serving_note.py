@@ -84,3 +84,15 @@ def test_a_cache_hit_replays_its_usage_chunk_with_no_cost():
     last = json.loads(SSEDecoder().feed(b"".join(replay_sse(entry, True)))[-2].data)
     assert last["nemo"] == {"endpoint": "a", "cost_usd": 0.0}
     ChatCompletionChunk.model_validate(last, strict=True)
+
+
+def test_a_non_streamed_turn_on_a_priced_endpoint_says_its_cost_in_a_header():
+    from deployments.ingress_http import turn_headers
+    from router.turn import TurnHead
+
+    turns = Turns({"g": group("a")}, by_endpoint(a=Reply(200, openai_sse(WORDS))))
+    request = turns.request("g", reserved=True, stream=False)
+    head = TurnHead("a", "openai", "m", request.received_at, 0.05, cost_usd=0.0000186)
+    assert turn_headers(request, head, 0.001, 0.06)["x-nemo-cost-usd"] == "1.86e-05"
+    unpriced = TurnHead("a", "openai", "m", request.received_at, 0.05)
+    assert "x-nemo-cost-usd" not in turn_headers(request, unpriced, 0.001, 0.06)

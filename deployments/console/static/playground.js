@@ -123,8 +123,9 @@
     setStat("endpoint", h.get("x-nemo-endpoint") || "–");
     setStat("cache", h.get("x-nemo-cache") || "–");
     setStat("turn", h.get("x-nemo-conversation-turn") || "–");
-    var cost = h.get("x-nemo-cost-usd");
+    var cost = h.get("x-nemo-cost-usd");  // a non-streamed turn's; a stream's comes in its usage chunk
     if (cost !== null) setStat("cost", usd(Number(cost)));
+    else if (h.get("x-nemo-cache") === "hit") setStat("cost", "$0 (cache hit)");
   }
 
   function showUsage(usage) {

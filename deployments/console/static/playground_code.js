@@ -48,6 +48,9 @@
     if (typeof value === "string") return JSON.stringify(value);
     if (Array.isArray(value)) {
       if (!value.length) return "[]";
+      if (value.every(function (v) { return v === null || typeof v !== "object"; })) {  // tags: one line
+        return "[" + value.map(function (v) { return pyLiteral(v, pad); }).join(", ") + "]";
+      }
       return "[\n" + value.map(function (v) { return inner + pyLiteral(v, inner) + ",\n"; }).join("") + pad + "]";
     }
     var keys = Object.keys(value);
