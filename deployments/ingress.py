@@ -1,7 +1,7 @@
 """The HTTP ingress: OpenAI's ``/v1/chat/completions``, ``/v1/models``
 (and ``/v1/models/{id}``) and ``/health`` on Ray Serve, and the console's
-pages (``deployments.console``); the OpenAI APIs a
-voice gateway does not serve (``NOT_SERVED``) answer a 404 that says so.
+pages (``deployments.console``); the OpenAI APIs a voice gateway does not
+serve (``NOT_SERVED``) answer a 404 that says so.
 
 Per turn it validates the request, asks the ``LatencyTracker`` for a plan
 (one actor call), and hands the turn to a provider-caller replica (or, with

@@ -153,6 +153,9 @@ def test_a_conversation_streams_shows_where_and_what_it_cost_and_copies_as_code(
     from playwright.sync_api import expect
 
     page = chromium_page
+    problems: list[str] = []  # a script error or a CSP refusal would land here
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
     log_in(page, playground, KEY)
     assert KEY not in page.url and page.evaluate("Object.values(sessionStorage)") == [KEY]
     expect(page.locator("#model option[value='gpt-4o-mini']")).to_contain_text("catalog: openai")
@@ -209,3 +212,4 @@ def test_a_conversation_streams_shows_where_and_what_it_cost_and_copies_as_code(
     assert len(sent["messages"]) == 5
     for ran in run_copied_code(page, router, recorder):
         assert ran["status"] == 200 and ran["body"] == sent
+    assert problems == []

@@ -228,6 +228,7 @@
 
   function newConversation() {
     history = [];
+    $("conversation-id").value = "";  // a new call: the router counts its turns from 1 under a new id
     $("transcript").textContent = "";
     resetStats();
     showError("");
