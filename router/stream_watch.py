@@ -4,10 +4,11 @@
 the tracker need (first content token, usage, finish, [DONE]) and to catch
 malformed events; the bytes themselves are forwarded unchanged. The one
 event it asks to drop is the usage-only chunk the router requested on the
-client's behalf when the client did not ask for usage. With a ``usage_note``, the usage-only chunk
-the client asked for gains the router's ``nemo`` object (the endpoint and
-the turn's cost, ``router.serving_note``): the watch leaves that chunk,
-changed, in ``noted_chunk`` for the relay to encode instead of its raw bytes.
+client's behalf when the client did not ask for usage. With a
+``usage_note``, the usage-only chunk the client asked for gains the router's
+``nemo`` object (the endpoint and the turn's cost, ``router.serving_note``):
+the watch leaves that chunk, changed, in ``noted_chunk`` for the relay to
+encode instead of its raw bytes.
 
 A turn asking for several choices (``n > 1``) streams each choice's chunks
 under its ``index``: the watch keeps the first choice's text apart (the
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 
 from router.errors import UpstreamProtocolError
 from router.providers.base import token_count
+from router.serving_note import NOTE_KEY
 from router.sse import DONE_DATA, SSEEvent
 
 __all__ = ["StreamWatch", "Usage"]
@@ -146,7 +148,7 @@ class StreamWatch:
             return True
         # A chunk with no choices is the usage-only chunk.
         if usage and self.forward_usage and self.usage_note is not None:
-            chunk["nemo"] = self.usage_note(self.usage)
+            chunk[NOTE_KEY] = self.usage_note(self.usage)
             self.noted_chunk = chunk
         return self.forward_usage
 

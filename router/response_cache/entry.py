@@ -206,7 +206,8 @@ def replay_sse(
 ) -> list[bytes]:
     """The turn as OpenAI would stream it: one ``data:`` event per chunk, the
     usage-only chunk when ``include_usage`` (and usage is known; with the
-    router's ``nemo`` note, cost 0), then ``[DONE]``. ``completion_id`` / ``created`` replace the stored ones."""
+    router's ``nemo`` note, cost 0), then ``[DONE]``. ``completion_id`` /
+    ``created`` replace the stored ones."""
     overrides = _overrides(completion_id, created)
     chunks = entry.chunks
     events = []
