@@ -166,11 +166,14 @@ def test_a_conversation_streams_shows_where_and_what_it_cost_and_copies_as_code(
     # Turn 1 streams: the reply grows before the turn completes.
     first = send_turn(page, "hello there")
     expect(page.locator("#transcript li.assistant.streaming")).to_contain_text("w1 w2")
-    partial, streaming = page.evaluate("() => { const li = document.querySelector('#transcript li.assistant');"
-                                       " return [li.textContent, li.classList.contains('streaming')]; }")
+    partial, streaming, ttft, endpoint = page.evaluate(
+        "() => { const li = document.querySelector('#transcript li.assistant'), stat = n => document.getElementById(n).textContent;"
+        " return [li.textContent, li.classList.contains('streaming'), stat('stat-ttft'), stat('stat-endpoint')]; }"
+    )
     wait_done(page)
     assert page.text_content("#transcript li.assistant") == FULL_REPLY
     assert streaming and len(partial) < len(FULL_REPLY) and FULL_REPLY.startswith(partial)
+    assert re.fullmatch(r"\d+ ms", ttft) and endpoint == "catalog:gpt-4o-mini"  # shown while it streams
     expect(page.locator("#stat-endpoint")).to_have_text("catalog:gpt-4o-mini")
     expect(page.locator("#stat-ttft")).to_have_text(re.compile(r"^\d+ ms$"))
     expect(page.locator("#stat-tokens")).to_contain_text(f"+ {TOKENS} completion")
