@@ -63,8 +63,9 @@ class ProviderCaller:
             config, self._pool, self._reporter.add, self._emit_turn,
             prices=prices, cache_put=cache_put, cache_entry_bytes=config.cache.max_entry_bytes,
         )
-        # Keys whose turns are charged, and the cost of each of their turns
-        # that has ended, until it is handed to the ingress (turn id -> USD).
+        # Keys whose turns are charged, and the cost of each priced turn that
+        # has ended (any non-streamed one; a streamed one of these keys) until
+        # it is handed to the ingress (turn id -> USD).
         self._metered = frozenset(key.name for key in config.auth.keys if key.metered)
         self._costs: dict[str, float] = {}
 
@@ -89,7 +90,7 @@ class ProviderCaller:
             self._costs.pop(request.turn_id, None)
 
     def _emit_turn(self, turn: TurnState) -> None:
-        if turn.cost is not None and turn.request.api_key_id in self._metered:
+        if turn.cost is not None and (not turn.request.stream or turn.request.api_key_id in self._metered):
             self._costs[turn.request.turn_id] = turn.cost.usd
         self._emit(turn_record(turn))
 
@@ -108,13 +109,13 @@ class ProviderCaller:
             stream.cancel()
 
     async def complete_turn(self, request: TurnRequest) -> tuple[TurnHead, bytes] | TurnFailure:
-        """The turn's result; a metered key's head carries what it cost."""
+        """The turn's result; its head carries what it cost, if it was priced."""
         try:
             result = await self._runner.complete(request)
             cost = self._costs.pop(request.turn_id, None)
         finally:
             self._costs.pop(request.turn_id, None)
-        if cost and not isinstance(result, TurnFailure):
+        if cost is not None and not isinstance(result, TurnFailure):
             head, payload = result
             return dataclasses.replace(head, cost_usd=cost), payload
         return result

@@ -1,6 +1,7 @@
 """The HTTP ingress: OpenAI's ``/v1/chat/completions``, ``/v1/models``
-(and ``/v1/models/{id}``) and ``/health`` on Ray Serve; the OpenAI APIs a
-voice gateway does not serve (``NOT_SERVED``) answer a 404 that says so.
+(and ``/v1/models/{id}``) and ``/health`` on Ray Serve, and the console's
+pages (``deployments.console``); the OpenAI APIs a voice gateway does not
+serve (``NOT_SERVED``) answer a 404 that says so.
 
 Per turn it validates the request, asks the ``LatencyTracker`` for a plan
 (one actor call), and hands the turn to a provider-caller replica (or, with
@@ -44,8 +45,9 @@ from router.turn.stop import LiveTurns
 
 from deployments.cache_actor import cache_hit_record
 from deployments.cache_lookup import CacheLookup
+from deployments.console.routes import add_console_routes
 from deployments.caller import ProviderCaller
-from deployments.console import ConsoleData, console_file
+from deployments.console import ConsoleData
 from deployments.dispatch import LocalDispatch, RemoteDispatch
 from deployments.http_app import openai_api
 from deployments.metrics_client import MetricsClient
@@ -71,6 +73,7 @@ __all__ = ["Ingress", "ingress_deployment"]
 log = logging.getLogger(__name__)
 
 api = openai_api()
+add_console_routes(api)  # /playground, /dashboard and their static files
 
 
 @serve.ingress(api)
@@ -182,14 +185,6 @@ class Ingress:
             self._keys.authenticate_admin(headers.get("authorization"))
         body, content_type = await self._metrics.exposition(headers.get("accept"))
         return Response(body, headers={"content-type": content_type})
-
-    @api.get("/dashboard")
-    async def dashboard(self) -> Response:
-        return console_file("dashboard.html")  # the page itself holds nothing: its data needs the admin key
-
-    @api.get("/console/{name}")
-    async def console_asset(self, name: str) -> Response:
-        return console_file(name)
 
     @api.get("/v1/console/{view}")
     async def console_view(self, view: str, request: Request) -> Response:  # the dashboard's data: deployments.console.dashboard

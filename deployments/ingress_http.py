@@ -45,6 +45,8 @@ def turn_headers(turn: TurnRequest, head: TurnHead, plan_s: float, first_item_s:
         f"upstream;dur={head.upstream_ttft_s * 1000:.2f}, relay;dur={relay_s * 1000:.2f}"
     )
     headers = {"x-nemo-endpoint": head.endpoint, "x-nemo-provider": head.provider, "server-timing": timing}
+    if head.cost_usd is not None:  # a non-streamed turn on a priced endpoint (a stream's is in its usage chunk)
+        headers["x-nemo-cost-usd"] = f"{head.cost_usd:.10g}"
     if turn.conversation_id is not None:
         headers[CONVERSATION_HEADER] = turn.conversation_id
         if turn.conversation_turn is not None:

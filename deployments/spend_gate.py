@@ -58,6 +58,9 @@ class SpendGate:
         self._cache = AllowanceCache(clock=clock)
         self._pending: dict[str, asyncio.Future] = {}  # key id -> its latest charge on its way
         self._keystore = None
+        # Only these keys' turns are charged: a non-streamed turn reports its
+        # cost whatever its key (the ``x-nemo-cost-usd`` header).
+        self._metered = frozenset(key.name for key in config.auth.keys if key.metered)
 
     async def admit(self, key: KeyInfo) -> Allowance | None:
         """Let a turn of ``key`` start, or raise ``InsufficientQuota``. The
@@ -94,9 +97,10 @@ class SpendGate:
             raise RateLimited(key.name, key.rate_limit_per_min, retry_after_s)
 
     def charge(self, turn: TurnRequest, cost_usd: float) -> None:
-        """Charge a finished turn of a metered key; the reply refreshes the cache."""
+        """Charge a finished turn of a metered key; the reply refreshes the cache.
+        Any other key's turn is not charged."""
         key_id = turn.api_key_id
-        if key_id is None or not cost_usd:
+        if key_id not in self._metered or not cost_usd:
             return
         request_id, timestamp_us = turn_ref(turn.request_id, turn.received_at)
         try:
@@ -113,7 +117,7 @@ class SpendGate:
         ``ChargedResponse``), so sending it costs the reply nothing. The
         charge is owed from now: the key's next turn waits for it."""
         key_id = turn.api_key_id
-        if key_id is None or not cost_usd:
+        if key_id not in self._metered or not cost_usd:
             return None
         owed = asyncio.get_running_loop().create_future()
         self._pending[key_id] = owed

@@ -4,7 +4,11 @@
 the tracker need (first content token, usage, finish, [DONE]) and to catch
 malformed events; the bytes themselves are forwarded unchanged. The one
 event it asks to drop is the usage-only chunk the router requested on the
-client's behalf when the client did not ask for usage.
+client's behalf when the client did not ask for usage. With a
+``usage_note``, the usage-only chunk the client asked for gains the router's
+``nemo`` object (the endpoint and the turn's cost, ``router.serving_note``):
+the watch leaves that chunk, changed, in ``noted_chunk`` for the relay to
+encode instead of its raw bytes.
 
 A turn asking for several choices (``n > 1``) streams each choice's chunks
 under its ``index``: the watch keeps the first choice's text apart (the
@@ -15,10 +19,12 @@ turn's text (``reply_text``, for a cost estimate) covers every choice.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from router.errors import UpstreamProtocolError
 from router.providers.base import token_count
+from router.serving_note import NOTE_KEY
 from router.sse import DONE_DATA, SSEEvent
 
 __all__ = ["StreamWatch", "Usage"]
@@ -56,11 +62,15 @@ class StreamWatch:
     __slots__ = (
         "endpoint", "forward_usage", "saw_content", "saw_tool_calls", "done", "usage",
         "finish_reason", "chunks", "model", "chunk_id", "text_parts", "other_choices",
+        "usage_note", "noted_chunk",
     )
 
-    def __init__(self, endpoint: str, *, forward_usage: bool):
+    def __init__(self, endpoint: str, *, forward_usage: bool, usage_note: Callable[[Usage | None], dict] | None = None):
         self.endpoint = endpoint
         self.forward_usage = forward_usage
+        # Usage -> the ``nemo`` object the forwarded usage-only chunk carries.
+        self.usage_note = usage_note
+        self.noted_chunk: dict | None = None  # that chunk, changed, until the relay takes it
         self.saw_content = False
         self.done = False
         self.usage: Usage | None = None
@@ -137,6 +147,9 @@ class StreamWatch:
                 self.finish_reason = choice["finish_reason"]
             return True
         # A chunk with no choices is the usage-only chunk.
+        if usage and self.forward_usage and self.usage_note is not None:
+            chunk[NOTE_KEY] = self.usage_note(self.usage)
+            self.noted_chunk = chunk
         return self.forward_usage
 
     def _accept_choices(self, choices: list) -> None:

@@ -36,7 +36,11 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: while Playwright's sync API runs, its event
+# loop is the thread's running loop, and every later test's asyncio.run()
+# fails ("cannot be called from a running event loop"). Closing it with the
+# module's page tests ends that loop.
+@pytest.fixture(scope="module")
 def chromium_browser():
     path = chromium_path()
     if path is None:

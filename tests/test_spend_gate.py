@@ -52,8 +52,8 @@ class FakeKeystore:
         return self.ledger.charge(Charge(key_id, usd, at_s, (request_id, timestamp_us)))
 
 
-def turn() -> TurnRequest:
-    return TurnRequest("r", "g", ("e",), 1, {}, False, False, received_at=NOW, api_key_id="trial")
+def turn(key: str = "trial") -> TurnRequest:
+    return TurnRequest("r", "g", ("e",), 1, {}, False, False, received_at=NOW, api_key_id=key)
 
 
 def run(coroutine):
@@ -165,3 +165,18 @@ def test_me_and_top_up_bodies():
     for bad in (b"[]", b"{", b'{"amount_usd": 0}', b'{"amount_usd": true}', b'{"amount_usd": "5"}', b"[" * 5000):
         with pytest.raises(InvalidRequest):
             top_up_amount(bad)
+
+
+def test_only_metered_keys_are_charged():
+    """A non-streamed turn reports its cost whatever its key (for the
+    ``x-nemo-cost-usd`` header): a key with no credit or budget, or no key,
+    costs no keystore call."""
+    async def scenario():
+        keystore = FakeKeystore(ManualClock(NOW))
+        gate = SpendGate(CONFIG, lookup=lambda: keystore)
+        gate.charge(turn("free"), 0.02)
+        gate.charge(turn(None), 0.02)
+        assert gate.charge_after_reply(turn("free"), 0.02) is None
+        assert keystore.calls == []
+
+    run(scenario())

@@ -23,7 +23,7 @@ from router.errors import UpstreamDisconnected
 from router.outcome import AttemptOutcome, AttemptStarted, OutcomeKind
 from router.routing_state import RoutingState
 from router.simulation import ManualClock
-from router.sse import DONE_DATA, DONE_EVENT, SSEDecoder
+from router.sse import DONE_DATA, DONE_EVENT, SSEDecoder, encode_json
 from router.turn import TurnFailure, TurnHead, TurnRequest, TurnRunner, new_turn_id
 from router.turn.memory_transport import MemoryTransport, Reply, SentRequest, openai_sse
 
@@ -153,8 +153,11 @@ def test_a_streamed_turn_forwards_the_upstream_events_unchanged(reserved, includ
     items = turns.stream(turns.request("g", reserved=reserved, include_usage=include_usage))
     assert isinstance(items[0], TurnHead) and items[0].endpoint == "a"
     assert not any(isinstance(item, (TurnHead, TurnFailure)) for item in items[1:])
-    # The usage-only chunk the router asked for on the client's behalf is the one event dropped.
-    expected = events if include_usage else [e for e in events if b'"choices":[]' not in e]
+    # The usage-only chunk the router asked for on the client's behalf is the
+    # one event dropped; one the client asked for gains the router's note.
+    usage_chunk = next(e for e in events if b'"choices":[]' in e)
+    noted = encode_json({**json.loads(usage_chunk[len(b"data: "):]), "nemo": {"endpoint": "a", "cost_usd": None}})
+    expected = [noted if e is usage_chunk else e for e in events] if include_usage else [e for e in events if e is not usage_chunk]
     assert client_bytes(items) == b"".join(expected)
     assert turns.record.status == "ok" and turns.record.text == FULL_TEXT
     assert turns.kinds() == [("a", OutcomeKind.OK)]

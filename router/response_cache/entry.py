@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from router.providers.chunks import ChunkBuilder, MessageAssembler
+from router.serving_note import NOTE_KEY
 from router.sse import DONE_DATA, DONE_EVENT, SSEDecoder, encode_json
 
 __all__ = [
@@ -204,8 +205,9 @@ def replay_sse(
     entry: CachedTurn, include_usage: bool, *, completion_id: str | None = None, created: int | None = None
 ) -> list[bytes]:
     """The turn as OpenAI would stream it: one ``data:`` event per chunk, the
-    usage-only chunk when ``include_usage`` (and usage is known), then
-    ``[DONE]``. ``completion_id`` / ``created`` replace the stored ones."""
+    usage-only chunk when ``include_usage`` (and usage is known; with the
+    router's ``nemo`` note, cost 0), then ``[DONE]``. ``completion_id`` /
+    ``created`` replace the stored ones."""
     overrides = _overrides(completion_id, created)
     chunks = entry.chunks
     events = []
@@ -217,7 +219,8 @@ def replay_sse(
     if include_usage and entry.usage is not None:
         first = chunks[0]
         usage_chunk = {k: first[k] for k in ("id", "object", "created", "model") if k in first}
-        events.append(encode_json({**usage_chunk, **overrides, "choices": [], "usage": entry.usage}))
+        note = {NOTE_KEY: {"endpoint": entry.endpoint, "cost_usd": 0.0}}  # a hit costs nothing (router.serving_note)
+        events.append(encode_json({**usage_chunk, **overrides, "choices": [], "usage": entry.usage, **note}))
     events.append(DONE_EVENT)
     return events
 

@@ -1,7 +1,8 @@
 """Relays: what a turn forwards from one upstream stream.
 
 ``PassThroughRelay`` is the hot path for OpenAI-compatible upstreams: each
-event's raw bytes go out unchanged, read once by the ``StreamWatch``.
+event's raw bytes go out unchanged, read once by the ``StreamWatch`` (but
+for the usage-only chunk the watch noted, re-encoded once a turn).
 ``ContinuationRelay`` carries a turn over after a mid-stream failure: it
 re-encodes the new upstream's chunks under the original chunk id, drops
 its role preamble, and splices its text onto what was already sent
@@ -37,12 +38,17 @@ class PassThroughRelay:
         self._decoder = SSEDecoder()
 
     def feed(self, raw: bytes) -> bytes:
-        accept = self.watch.accept
+        watch = self.watch
+        accept = watch.accept
         out = []
         try:
             for event in self._decoder.feed(raw):
                 if accept(event):
-                    out.append(event.raw)
+                    if watch.noted_chunk is None:
+                        out.append(event.raw)
+                    else:  # the usage-only chunk, with the router's note: once a turn
+                        out.append(encode_json(watch.noted_chunk))
+                        watch.noted_chunk = None
         except UpstreamError as error:
             self.failure = error
         return b"".join(out)
@@ -89,6 +95,7 @@ class ContinuationRelay:
             raise UpstreamProtocolError("upstream sent a malformed stream event", endpoint=self.watch.endpoint) from exc
         if not isinstance(chunk, dict) or not self.watch.accept_chunk(chunk):
             return b""
+        self.watch.noted_chunk = None  # the note, if any, is in ``chunk``, re-encoded below
         return self._rewrite(chunk)
 
     def _rewrite(self, chunk: dict) -> bytes:

@@ -16,8 +16,9 @@ ordered channel, so a hedge racer or a fallback is counted in flight exactly
 while it runs. The turn's record is emitted once, when it ends, whichever
 way it ends. What crosses back to the ingress is, in order:
 one ``TurnHead`` (or one ``TurnFailure`` if no endpoint could start), then
-the stream's bytes, unchanged from upstream except for the usage-only chunk
-the client did not ask for. Before the first byte is forwarded a failed attempt
+the stream's bytes, unchanged from upstream except for the usage-only chunk:
+dropped if the client did not ask for it, else noted with the endpoint and
+cost (``router.serving_note``). Before the first byte is forwarded a failed attempt
 just moves on; after it, the group's ``midstream`` policy either carries the
 turn over to the next endpoint (spliced, ``ContinuationRelay``) or ends the
 stream with an SSE error event. A turn with several choices (``n > 1``) is
@@ -29,22 +30,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from router.catalog import Price, TurnCost, turn_cost
-from router.config import EndpointConfig, RouterConfig
+from router.config import RouterConfig
 from router.errors import (
     AllAttemptsFailed,
     ClientTooSlow,
-    InvalidRequest,
     RouterStopping,
     TurnEndedByRouter,
-    UpstreamCannotServe,
     UpstreamDisconnected,
     UpstreamError,
     UpstreamTimeout,
@@ -52,12 +51,14 @@ from router.errors import (
 from router.continuation import Seam, continuation_messages
 from router.hedge import HedgeBudget
 from router.plan_walk import Candidate, PlanWalk
-from router.providers import ProviderCodec, codec_for
+from router.providers import codec_for
 from router.providers.chunks import usage_dict
 from router.response_cache import CachedTurn, TurnRecorder, entry_from_completion
 from router.outcome import AttemptStarted, LeaseEvent, OutcomeKind
+from router.serving_note import serving_note
 from router.sse import DONE_EVENT, encode_json
 from router.stream_watch import StreamWatch, Usage
+from router.turn.attempt_body import attempt_body
 from router.turn.relay import ContinuationRelay, PassThroughRelay
 from router.turn.state import TurnFailure, TurnHead, TurnRequest, TurnState, ended_by_router
 from router.turn.pace import ReadPacer, wait_for_reader
@@ -240,7 +241,11 @@ class TurnRunner:
         yield DONE_EVENT
 
     def _watch(self, turn: TurnState, candidate: Candidate) -> StreamWatch:
-        return StreamWatch(candidate.endpoint.name, forward_usage=turn.request.include_usage)
+        name = candidate.endpoint.name
+        if not turn.request.include_usage:
+            return StreamWatch(name, forward_usage=False)
+        # The usage chunk the client asked for names the endpoint and the cost.
+        return StreamWatch(name, forward_usage=True, usage_note=functools.partial(serving_note, name, self._prices.get(name)))
 
     async def _first_token(self, turn: TurnState, candidate: Candidate, walk: PlanWalk, budget: HedgeBudget | None) -> _OpenAttempt:
         """Open ``candidate`` and wait for its first token. With a hedge delay
@@ -308,7 +313,7 @@ class TurnRunner:
         stack = contextlib.AsyncExitStack()
         self._started(turn, candidate)
         try:
-            body = self._request_body(turn, codec, request, endpoint, stream=True)
+            body = attempt_body(turn, codec, request, endpoint, stream=True)
             async with asyncio.timeout(min(candidate.timeouts.first_token_s, candidate.deadline_s - start_s)) as deadline:
                 with turn.stop.watching(deadline):
                     response = await stack.enter_async_context(self._transport.open(endpoint, codec, body, candidate.timeouts, stream=True))
@@ -403,7 +408,7 @@ class TurnRunner:
             start_s = self._clock()
             self._started(turn, candidate)
             try:
-                body = self._request_body(turn, codec, turn.request.body, endpoint, stream=False)
+                body = attempt_body(turn, codec, turn.request.body, endpoint, stream=False)
                 async with asyncio.timeout(max(0.0, candidate.deadline_s - start_s)) as deadline:
                     with turn.stop.watching(deadline):
                         async with self._transport.open(endpoint, codec, body, candidate.timeouts, stream=False) as response:
@@ -437,19 +442,6 @@ class TurnRunner:
         if turn.stop.requested:
             return ended_by_router(turn, started=False)
         return self._fail(turn)
-
-    def _request_body(self, turn: TurnState, codec: ProviderCodec, request: dict[str, Any], endpoint: EndpointConfig, *, stream: bool) -> bytes:
-        """The provider's body for this attempt, its notes (dropped or changed
-        parameters) kept for the turn record; a request this provider cannot
-        express fails this link only (another provider may serve it)."""
-        try:
-            body, notes = codec.request_body(request, endpoint.model, stream)
-        except InvalidRequest as exc:
-            raise UpstreamCannotServe(f"{endpoint.provider}: {exc.message}", endpoint=endpoint.name) from exc
-        for note in notes:
-            if note not in turn.notes:
-                turn.notes.append(note)
-        return body
 
     def _fail(self, turn: TurnState) -> TurnFailure:
         failure = AllAttemptsFailed(turn.errors)

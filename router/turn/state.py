@@ -46,7 +46,8 @@ class TurnHead:
     model: str
     caller_received_at: float  # wall clock, s: when the caller got the turn
     upstream_ttft_s: float  # from the served attempt's start to its first token
-    # A non-streamed turn of a metered key: what it cost (USD), to charge the key.
+    # A non-streamed turn on a priced endpoint: what it cost (USD), for the
+    # ``x-nemo-cost-usd`` header and, for a metered key, its charge.
     cost_usd: float | None = None
 
 
