@@ -8,14 +8,21 @@
 Admission reads the replica's ``AllowanceCache`` (``router.keys.allowance``):
 no actor call for a key whose copy says it may go on. The keystore actor is
 asked only for a key this replica has not seen yet, or one whose copy says
-it is spent (at most once a second, and again when its period ends). Each
-charge is sent when its turn ends and its reply lands in the cache in the
-background; a key's next turn waits for a charge still on its way (usually
-long back by then), which is what bounds overspending to one turn per turn
-running. A non-streamed turn's charge goes out once its reply is sent, but
-is owed from the moment the reply is made: the key's next turn can arrive
-before the reply's background task runs, and waits for it. An unreachable keystore admits the turn (a caller should not hear
-silence over a ledger) and is looked up again on the next call.
+it is spent (at most once a second, and again when its period ends).
+
+Each charge is sent when its turn ends, and its reply lands in the cache in
+the background. A key's next turn waits for a charge still on its way
+(usually long back by then), which is what bounds overspending to one turn
+per turn running. Should the reply be slower than that wait, the copy is
+read less the charges this replica has on their way
+(``AllowanceCache.admits``). A non-streamed turn's charge goes out once its
+reply is sent, but is owed (counted, and waited for) from the moment the
+reply is made: the key's next turn can arrive before the reply's
+background task runs.
+
+An unreachable keystore admits a key this replica has never seen (a caller
+should not hear silence over a ledger); a key seen before is judged on its
+last copy. The keystore is looked up again on the next call.
 """
 
 from __future__ import annotations
@@ -71,9 +78,10 @@ class SpendGate:
         decision = self._cache.decide(key.key_id)
         if decision is Decision.ASK:
             allowance = await self._ask(key.key_id)
-            if allowance is None:
-                return None  # keystore unreachable: admitted
-            decision = Decision.ADMIT if allowance.ok else Decision.REFUSE
+            if allowance is None and self._cache.get(key.key_id) is None:
+                return None  # keystore unreachable, and the key never seen here: admitted
+            # The answer, or (keystore unreachable) the last copy, less what is on its way.
+            decision = Decision.ADMIT if self._cache.admits(key.key_id) else Decision.REFUSE
         allowance = self._cache.get(key.key_id)
         if decision is Decision.REFUSE:
             raise InsufficientQuota(key.name, _spent_part(allowance))
@@ -102,35 +110,41 @@ class SpendGate:
         key_id = turn.api_key_id
         if key_id not in self._metered or not cost_usd:
             return
-        request_id, timestamp_us = turn_ref(turn.request_id, turn.received_at)
-        try:
-            ref = self._actor().charge.remote(key_id, cost_usd, turn.received_at, request_id, timestamp_us)
-        except KEYSTORE_ERRORS:
-            log.warning("keystore unavailable; turn of key %s not charged", key_id, exc_info=True)
-            self._keystore = None
-            return
-        task = asyncio.ensure_future(self._settle(key_id, ref))
-        self._pending[key_id] = task
+        self._cache.charging(key_id, cost_usd)
+        self._send(key_id, turn, cost_usd)
 
     def charge_after_reply(self, turn: TurnRequest, cost_usd: float) -> BackgroundTask | None:
         """``charge``, as the background task of the turn's reply (a
         ``ChargedResponse``), so sending it costs the reply nothing. The
-        charge is owed from now: the key's next turn waits for it."""
+        charge is owed from now: the key's next turn counts it, and waits for it."""
         key_id = turn.api_key_id
         if key_id not in self._metered or not cost_usd:
             return None
+        self._cache.charging(key_id, cost_usd)
         owed = asyncio.get_running_loop().create_future()
         self._pending[key_id] = owed
 
         async def send() -> None:
             try:
-                self.charge(turn, cost_usd)  # the charge's own settling is now what is waited for
+                self._send(key_id, turn, cost_usd)  # the charge's own settling is now what is waited for
             finally:
                 if self._pending.get(key_id) is owed:
                     del self._pending[key_id]
                 owed.set_result(None)
 
         return BackgroundTask(send)
+
+    def _send(self, key_id: str, turn: TurnRequest, cost_usd: float) -> None:
+        request_id, timestamp_us = turn_ref(turn.request_id, turn.received_at)
+        try:
+            ref = self._actor().charge.remote(key_id, cost_usd, turn.received_at, request_id, timestamp_us)
+        except KEYSTORE_ERRORS:
+            log.warning("keystore unavailable; turn of key %s not charged", key_id, exc_info=True)
+            self._keystore = None
+            self._cache.answered(key_id, cost_usd)
+            return
+        task = asyncio.ensure_future(self._settle(key_id, cost_usd, ref))
+        self._pending[key_id] = task
 
     async def _charges_settled(self, key_id: str) -> None:
         """Wait (at most ``CHARGE_WAIT_S``) for the key's charge on its way,
@@ -180,18 +194,17 @@ class SpendGate:
                     raise
         raise AssertionError("unreachable")
 
-    async def _settle(self, key_id: str, ref) -> None:
+    async def _settle(self, key_id: str, cost_usd: float, ref) -> None:
+        allowance = None
         try:
             allowance = await ref
         except RayError:
             log.warning("charge of a turn of key %s was lost with the keystore", key_id, exc_info=True)
             self._keystore = None
-            return
         finally:
+            self._cache.answered(key_id, cost_usd, allowance)
             if self._pending.get(key_id) is asyncio.current_task():
                 del self._pending[key_id]
-        if allowance is not None:
-            self._cache.update(allowance)
 
     def _actor(self):
         if self._keystore is None:

@@ -165,9 +165,12 @@ def test_credit_is_spent_refused_survives_a_restart_and_is_topped_up(router, sim
         assert me(base)["credit_remaining_usd"] == pytest.approx(CREDIT_USD)
         served, refused = run_until_refused(client)
         # ~$0.0006 a turn: the second crosses zero; with two replicas, each
-        # may let one more turn start before it hears of the crossing.
-        assert 2 <= len(served) <= 3
-        assert float(served[0].headers["x-nemo-credit-remaining"]) == pytest.approx(CREDIT_USD)
+        # may let one more turn start before it hears of the crossing. A turn
+        # the keystore was too slow to judge (a loaded machine) is let in
+        # without an allowance, and says so by having no credit header.
+        judged = [raw for raw in served if "x-nemo-credit-remaining" in raw.headers]
+        assert 2 <= len(judged) <= 3, [raw.headers.get("x-nemo-credit-remaining") for raw in served]
+        assert float(judged[0].headers["x-nemo-credit-remaining"]) == pytest.approx(CREDIT_USD)
         assert refused.status_code == 429
         error = refused.body if isinstance(refused.body, dict) and "code" in refused.body else refused.body["error"]
         assert error["type"] == "insufficient_quota" and error["code"] == "insufficient_quota"

@@ -192,9 +192,56 @@ def test_an_exhausted_budget_is_asked_about_again_when_its_period_ends():
     assert cache.decide("trial") is Decision.ADMIT
 
 
-# -- replicas charging concurrently ------------------------------------------------
-
 MAX_TURN_USD = 0.05
+
+
+def test_a_copy_admits_only_with_room_left_after_the_charges_on_their_way():
+    clock = ManualClock(ts(2026, 1, 1))
+    ledger = SpendLedger([key(credit_usd=0.01)], clock=clock)
+    cache = AllowanceCache(clock=clock)
+    cache.update(ledger.allowance("trial"))
+    cache.charging("trial", 0.004)
+    assert cache.decide("trial") is Decision.ADMIT and cache.owed("trial") == pytest.approx(0.004)
+    cache.charging("trial", 0.007)  # 0.011 on its way: no room left
+    assert cache.decide("trial") is Decision.REFUSE and not cache.admits("trial")
+    cache.answered("trial", 0.004, ledger.charge(Charge("trial", 0.004, clock())))
+    cache.answered("trial", 0.007)  # lost with the keystore: no longer counted
+    assert cache.owed("trial") == 0 and cache.decide("trial") is Decision.ADMIT
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    credit=st.floats(min_value=0.0, max_value=0.3),
+    steps=st.lists(st.tuples(st.sampled_from(["turn", "reply"]), st.floats(min_value=MAX_TURN_USD / 5, max_value=MAX_TURN_USD),
+                             st.integers(min_value=0, max_value=10)), min_size=5, max_size=150),
+)
+def test_a_lone_replica_never_overspends_by_more_than_one_turn_however_late_replies_come(credit, steps):
+    """One replica, turns one after another, never waiting for replies:
+    each charge reaches the ledger, and its reply the replica, whenever a
+    ``reply`` step picks it. The charges it has on their way keep it honest."""
+    clock = ManualClock(ts(2026, 3, 1, 12))
+    ledger = SpendLedger([key(credit_usd=credit)], clock=clock)
+    cache = AllowanceCache(clock=clock)
+    in_flight: list[float] = []
+    charged = 0.0
+    for step, cost, pick in steps:
+        clock.advance(0.3)
+        if step == "reply" and in_flight:
+            usd = in_flight.pop(pick % len(in_flight))
+            cache.answered("trial", usd, ledger.charge(Charge("trial", usd, clock())))
+            continue
+        decision = cache.decide("trial")
+        if decision is Decision.ASK:
+            cache.update(ledger.allowance("trial"))
+            decision = Decision.ADMIT if cache.admits("trial") else Decision.REFUSE
+        if decision is Decision.ADMIT:  # the turn runs and ends; its charge goes out
+            cache.charging("trial", cost)
+            in_flight.append(cost)
+            charged += cost
+    assert charged <= credit + MAX_TURN_USD + 1e-9
+
+
+# -- replicas charging concurrently ------------------------------------------------
 
 
 @settings(max_examples=150, deadline=None)

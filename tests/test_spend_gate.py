@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from deployments.spend_gate import SpendGate, credit_header, me_json, top_up_amount
+from deployments.spend_gate import CHARGE_WAIT_S, SpendGate, credit_header, me_json, top_up_amount
 from router.config import parse_config
 from router.errors import InvalidRequest
 from router.keys import Charge, InsufficientQuota, KeyRing, SpendLedger, hash_key
@@ -130,6 +130,48 @@ def test_a_charge_due_after_a_reply_is_sent_even_if_the_reply_was_not():
             with pytest.raises(OSError):
                 await response({"type": "http"}, None, client_gone)
             assert ("_charge" in keystore.calls) is charged
+
+    run(scenario())
+
+
+def test_a_charge_slower_than_the_wait_for_it_still_counts_against_the_key():
+    """A loaded keystore answers a charge after the turn's wait for it has
+    given up: the replica's copy, less the charge on its way, decides."""
+
+    async def scenario():
+        clock = ManualClock(NOW)
+        keystore = FakeKeystore(clock)
+        gate = SpendGate(CONFIG, lookup=lambda: keystore, clock=clock)
+        assert (await gate.admit(TRIAL)).ok
+        keystore.delay_s = CHARGE_WAIT_S + 0.5
+        gate.charge(turn(), 0.02)  # crosses zero; the reply comes after the wait
+        with pytest.raises(InsufficientQuota):
+            await gate.admit(TRIAL)
+
+    run(scenario())
+
+
+def test_an_unreachable_keystore_judges_a_key_it_saw_on_its_last_copy():
+    async def scenario():
+        clock = ManualClock(NOW)
+        keystore = FakeKeystore(clock)
+        reachable = True
+
+        def lookup():
+            if not reachable:
+                raise ValueError("Failed to look up actor")
+            return keystore
+
+        gate = SpendGate(CONFIG, lookup=lookup, clock=clock)
+        await gate.admit(TRIAL)
+        gate.charge(turn(), 0.02)
+        with pytest.raises(InsufficientQuota):
+            await gate.admit(TRIAL)
+        gate._keystore, reachable = None, False  # gone, as after a lost call
+        clock.advance(5.0)  # the refusal aged: the keystore is asked, and is not there
+        with pytest.raises(InsufficientQuota):
+            await gate.admit(TRIAL)  # the last copy says spent
+        assert await gate.admit(FREE) is None  # not metered: never asked
 
     run(scenario())
 
