@@ -15,6 +15,10 @@ it never travels through Ray as an argument.
 
 The hub's state is in memory: if it restarts, the window refills within
 ``window_s`` and Prometheus sees a counter reset, which ``rate()`` handles.
+A redeploy reconfigures it in place (``reconfigure``): the merged metrics
+are kept while ``window_s`` and ``slot_s`` are unchanged (else they start
+afresh), unchanged alert rules keep their state, and the webhook URL is
+read again.
 """
 
 from __future__ import annotations
@@ -46,15 +50,35 @@ class MetricsHub:
         webhook_url_env: str | None = None,
         evaluate_interval_s: float = 5.0,
     ):
-        too_long = [r.name for r in alert_rules if r.window_s > window_s]
-        if too_long:
-            raise ValueError(f"alert rules {too_long} have a window longer than the metrics window ({window_s} s)")
+        _check_windows(alert_rules, window_s)
+        self._slots = (window_s, slot_s)
         self._metrics = MetricsAggregator(window_s, slot_s)
         self._alerts = AlertEvaluator(alert_rules)
-        url = os.environ.get(webhook_url_env) if webhook_url_env else None
-        self._notifier = WebhookNotifier(url) if url and alert_rules else None
+        self._notifier = _notifier(webhook_url_env, alert_rules)
         self._interval_s = evaluate_interval_s
         self._alert_task: asyncio.Task | None = None
+
+    async def reconfigure(
+        self,
+        window_s: float = 300.0,
+        slot_s: float = 10.0,
+        alert_rules: Sequence[AlertRule] = (),
+        webhook_url_env: str | None = None,
+        evaluate_interval_s: float = 5.0,
+    ) -> None:
+        """Merge and alert by these settings from now on (a redeploy; the
+        constructor's arguments), keeping what still applies."""
+        _check_windows(alert_rules, window_s)
+        if (window_s, slot_s) != self._slots:
+            self._slots = (window_s, slot_s)
+            self._metrics = MetricsAggregator(window_s, slot_s)
+        self._alerts = self._alerts.carried(alert_rules)
+        self._notifier = _notifier(webhook_url_env, alert_rules)
+        if evaluate_interval_s != self._interval_s and self._alert_task is not None:
+            self._alert_task.cancel()  # the loop sleeps by the old interval
+            self._alert_task = None
+        self._interval_s = evaluate_interval_s
+        self._start_alert_loop()
 
     async def report(self, delta: MetricsDelta) -> None:
         self._start_alert_loop()
@@ -104,6 +128,17 @@ class MetricsHub:
                 log.exception("alert evaluation failed")
 
 
+def _check_windows(alert_rules: Sequence[AlertRule], window_s: float) -> None:
+    too_long = [r.name for r in alert_rules if r.window_s > window_s]
+    if too_long:
+        raise ValueError(f"alert rules {too_long} have a window longer than the metrics window ({window_s} s)")
+
+
+def _notifier(webhook_url_env: str | None, alert_rules: Sequence[AlertRule]) -> WebhookNotifier | None:
+    url = os.environ.get(webhook_url_env) if webhook_url_env else None
+    return WebhookNotifier(url) if url and alert_rules else None
+
+
 def get_or_create_metrics_hub(
     *,
     name: str = "nemo-metrics-hub",
@@ -114,11 +149,11 @@ def get_or_create_metrics_hub(
     webhook_url_env: str | None = None,
     evaluate_interval_s: float = 5.0,
 ):
-    """The hub for this cluster: created once, found by name afterwards (a
-    hub that exists keeps the arguments it was created with)."""
-    from deployments.named_actor import named_actor  # here, so the pure classes above import without Ray
+    """The hub ``name``: created once, found by name afterwards and
+    reconfigured with these settings (``deployments.named_actor.configured_actor``)."""
+    from deployments.named_actor import configured_actor  # here, so the pure classes above import without Ray
 
-    return named_actor(MetricsHub, name, namespace, window_s, slot_s, tuple(alert_rules), webhook_url_env, evaluate_interval_s)
+    return configured_actor(MetricsHub, name, namespace, window_s, slot_s, tuple(alert_rules), webhook_url_env, evaluate_interval_s)
 
 
 class MetricsReporter:
