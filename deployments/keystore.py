@@ -59,6 +59,7 @@ class KeyStore:
         webhook_url_env: str | None = None,
         notify: Callable[[SpendAlertTransition], None] | None = None,
     ) -> None:
+        self._arguments = (auth, turn_log, tuple(spend_alerts), webhook_url_env)
         self._alerts = SpendAlertEvaluator(spend_alerts)
         self._notify_given = notify is not None
         self._notify = notify or _notifier(webhook_url_env)
@@ -84,6 +85,10 @@ class KeyStore:
     ) -> None:
         """A redeploy (the constructor's arguments): new limits, rules,
         webhook and turn-log location; spend so far is kept."""
+        arguments = (auth, turn_log, tuple(spend_alerts), webhook_url_env)
+        if arguments == self._arguments:
+            return
+        self._arguments = arguments
         self.configure(auth or AuthConfig(), spend_alerts)
         if not self._notify_given:
             self._notify = _notifier(webhook_url_env)

@@ -241,3 +241,17 @@ def test_counts_return_to_zero_and_only_kept_endpoints_carry_state(first, histor
     state.report([TurnClosed(turn) for turn in turns])
     assert state.in_flight() == 0
     assert all(row["in_flight"] == 0 for row in state.snapshot().values())
+
+
+def test_serve_deploys_config_sha256_must_match_the_file(tmp_path):
+    import hashlib
+
+    from deployments.app import _check_digest
+
+    path = tmp_path / "router.yaml"
+    path.write_text("model_groups: {}\n")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    _check_digest(str(path), None)
+    _check_digest(str(path), digest.upper())
+    with pytest.raises(ValueError, match="config_sha256"):
+        _check_digest(str(path), "0" * 64)

@@ -1,0 +1,219 @@
+"""Config rollout end to end: the router redeployed (``serve.run`` of the
+same app with a changed config, as ``serve deploy`` does) while turns
+stream. The redeploy adds a model group, changes a group's strategy,
+rotates a key and adds an alert rule (and changes a health check). The
+streams in flight complete whole; within seconds the new group serves, the
+new strategy routes, the old key is refused and the new one accepted, and
+the new alert fires through the webhook; the tracker is the same actor,
+reconfigured in place with its state carried over, and the old health
+prober is gone. Killed afterwards, the tracker is restarted by Ray with
+the new config (the deploy recorded it), not the one it was first made
+with.
+
+The test runs its own app on the shared Serve instance (route prefix
+``/rollout``, its own tracker, hub and keystore) against a simulator of its
+own (its profiles are its own).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.ray
+
+APP = "nemo-router-rollout"
+PREFIX = "/rollout"
+TRACKER = "nemo-tracker-rollout"
+KEYSTORE = "nemo-keystore-rollout"
+NAMESPACE = "nemo-router"
+OLD_KEY, NEW_KEY, ADMIN_KEY = "sk-rollout-old", "sk-rollout-new", "sk-rollout-admin"
+STREAM_TOKENS = 50
+PROFILES = {
+    "ro-long": {"ttft_ms": 20, "token_interval_ms": 100, "tokens": STREAM_TOKENS},  # 5 s a stream
+    "ro-fast": {"ttft_ms": 10, "token_interval_ms": 1, "tokens": 3},
+}
+ALERT = "rollout-new-group-slow"
+USER = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture(scope="module")
+def rollout_sim():
+    from simprovider import start_simulator
+
+    with start_simulator(PROFILES) as sim:
+        yield sim
+
+
+def rollout_config(sim, version: int):
+    """The router before (1) and after (2) the redeploy."""
+    from conftest import WEBHOOK_ENV
+    from router.config import parse_config
+    from router.keys import hash_key
+
+    def endpoint(name, profile, **extra):
+        return {"name": name, "base_url": sim.base_url(profile), "model": "sim-model"} | extra
+
+    voice = {"strategy": "ordered", "endpoints": [endpoint("ro-1", "ro-fast"), endpoint("ro-2", "ro-fast")]}
+    if version == 2:  # the strategy changes, and the weights make its choice plain
+        voice = {"strategy": "weighted-shuffle", "endpoints": [
+            endpoint("ro-1", "ro-fast", weight=0.0001), endpoint("ro-2", "ro-fast", weight=1000)]}
+    groups = {
+        "ro-stream": {"endpoints": [endpoint("ro-s", "ro-long")], "timeouts": {"total_s": 60}},
+        "ro-voice": voice | {"health_check": {"enabled": True, "interval_s": 1.0 * version, "timeout_s": 1.0}},
+    }
+    alerts = []
+    if version == 2:
+        groups["ro-new"] = {"endpoints": [endpoint("ro-n", "ro-fast")]}
+        alerts = [{"name": ALERT, "metric": "ttft_p99_s", "threshold": 0.0001, "model_group": "ro-new",
+                   "window_s": 5, "min_turns": 3, "cooldown_s": 0}]
+    key = {"name": f"key-v{version}", "hash": hash_key(OLD_KEY if version == 1 else NEW_KEY), "rate_limit_per_min": 10_000}
+    return parse_config({
+        "model_groups": groups,
+        "deployments": {"tracker_name": TRACKER, "keystore_name": KEYSTORE, "report_interval_s": 0.05},
+        "turn_log": {"sink": "none"},
+        "cache": {"enabled": False},
+        "metrics": {"window_s": 10, "slot_s": 1, "report_interval_s": 0.2, "evaluate_interval_s": 0.3,
+                    "webhook_url_env": WEBHOOK_ENV, "alerts": alerts},
+        "auth": {"keys": [key], "admin_key_hash": hash_key(ADMIN_KEY)},
+    }, source=f"<rollout v{version}>")
+
+
+class Stream:
+    """One streamed turn read on a thread: its words, errors and [DONE]."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.first_word = threading.Event()
+        self.words, self.errors, self.done, self.status = [], [], False, None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        body = {"model": "ro-stream", "stream": True, "messages": USER}
+        headers = {"authorization": f"Bearer {OLD_KEY}"}
+        with httpx.stream("POST", f"{self.url}/v1/chat/completions", json=body, headers=headers, timeout=60) as response:
+            self.status = response.status_code
+            for line in response.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                if line == "data: [DONE]":
+                    self.done = True
+                    continue
+                event = json.loads(line[len("data: "):])
+                if "error" in event:
+                    self.errors.append(event["error"])
+                for choice in event.get("choices", []):
+                    content = choice.get("delta", {}).get("content")
+                    if content:
+                        self.words += content.split()
+                        self.first_word.set()
+
+
+def wait_until(condition, what: str, timeout_s: float = 20.0):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.1)
+
+
+def turn(base: str, key: str, model: str) -> httpx.Response:
+    return httpx.post(f"{base}/v1/chat/completions", json={"model": model, "messages": USER},
+                      headers={"authorization": f"Bearer {key}"}, timeout=20)
+
+
+def routing(base: str) -> dict:
+    return httpx.get(f"{base}/v1/routing", headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=10).json()["endpoints"]
+
+
+def routing_or_none(base: str) -> dict:
+    response = httpx.get(f"{base}/v1/routing", headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=10)
+    return response.json()["endpoints"] if response.status_code == 200 else {}
+
+
+def router_actors() -> dict[str, str]:
+    """This router's live named actors -> their actor ids."""
+    import ray
+
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+             if a["namespace"] == NAMESPACE and a["name"].startswith((TRACKER, KEYSTORE))]
+    return {name: ray.get_actor(name, namespace=NAMESPACE)._actor_id.hex() for name in names}
+
+
+def webhook_texts(webhook) -> list[str]:
+    return [r.json()["text"] for r in webhook.requests if r.path == "/slack-hook"]
+
+
+def test_a_redeploy_reaches_every_component_without_dropping_turns(router, rollout_sim, webhook):
+    from ray import serve
+
+    from deployments.app import build_app
+    from deployments.named_actor import retire
+
+    base = f"{router}{PREFIX}"
+    serve.run(build_app(rollout_config(rollout_sim, 1)), name=APP, route_prefix=PREFIX)
+    try:
+        # Before: the old config everywhere, and some routing signal to carry.
+        for _ in range(3):
+            response = turn(base, OLD_KEY, "ro-voice")
+            assert response.status_code == 200 and response.headers["x-nemo-endpoint"] == "ro-1"
+        assert turn(base, OLD_KEY, "ro-new").status_code == 404
+        signal = wait_until(lambda: (r := routing(base))["ro-1"]["turns"] >= 3 and r, "the tracker has the turns")
+        before = router_actors()
+        old_probers = {n for n in before if n.startswith(f"{TRACKER}-health-")}
+        assert len(old_probers) == 1 and {TRACKER, f"{TRACKER}-metrics", KEYSTORE} <= set(before)
+
+        # The redeploy, with turns streaming through the old replicas.
+        streams = [Stream(base) for _ in range(4)]
+        for stream in streams:
+            assert stream.first_word.wait(10), "a stream never started"
+        started = time.monotonic()
+        new_app = build_app(rollout_config(rollout_sim, 2))  # the actors reconfigured, mid-stream
+        assert all(s.thread.is_alive() for s in streams), "the streams ended before the actors were reconfigured"
+        serve.run(new_app, name=APP, route_prefix=PREFIX)  # new replicas started, old ones draining
+        redeploy_s = time.monotonic() - started
+        in_flight = sum(s.thread.is_alive() for s in streams)
+        for stream in streams:
+            stream.thread.join(30)
+            assert (stream.status, stream.errors, stream.done) == (200, [], True)
+            assert stream.words == [f"w{i}" for i in range(1, STREAM_TOKENS + 1)], "a stream in flight lost words"
+
+        # The new config in force, everywhere, within seconds.
+        in_force = time.monotonic()
+        wait_until(lambda: turn(base, NEW_KEY, "ro-new").status_code == 200, "the new group serves with the new key")
+        wait_until(lambda: turn(base, OLD_KEY, "ro-voice").status_code == 401, "the old key is refused")
+        assert [turn(base, NEW_KEY, "ro-voice").headers["x-nemo-endpoint"] for _ in range(5)] == ["ro-2"] * 5
+        after = routing(base)
+        assert {after[n]["strategy"] for n in ("ro-1", "ro-2")} == {"weighted-shuffle"}
+        assert after["ro-1"]["turns"] >= signal["ro-1"]["turns"]  # carried over, not started afresh
+        assert after["ro-n"]["group"] == "ro-new"
+        for _ in range(4):
+            assert turn(base, NEW_KEY, "ro-new").status_code == 200
+        wait_until(lambda: [t for t in webhook_texts(webhook) if ALERT in t and "FIRING" in t], "the new alert rule fires")
+        in_force_s = time.monotonic() - in_force
+
+        # The same tracker, hub and keystore (reconfigured in place); the
+        # old prober gone, the new one running.
+        now = router_actors()
+        for name in (TRACKER, f"{TRACKER}-metrics", KEYSTORE):
+            assert now[name] == before[name], f"{name} was replaced, not reconfigured"
+        new_probers = {n for n in now if n.startswith(f"{TRACKER}-health-")}
+        assert len(new_probers) == 1 and not new_probers & old_probers
+        # Ray restarts the tracker with the latest deploy's config, not the first.
+        import ray
+
+        ray.kill(ray.get_actor(TRACKER, namespace=NAMESPACE), no_restart=False)
+        wait_until(lambda: "ro-n" in routing_or_none(base), "the restarted tracker routes the new group", 30)
+        print(f"redeploy {redeploy_s:.1f} s ({in_flight} streams still in flight at its end); "
+              f"new config in force {in_force_s:.1f} s after it")
+    finally:
+        serve.delete(APP, _blocking=False)
+        for name in router_actors():
+            retire(name, NAMESPACE)
