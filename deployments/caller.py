@@ -30,7 +30,7 @@ from deployments.cache_actor import cache_actor_name
 from deployments.coalesce import CoalescingStream
 from deployments.metrics_hub import MetricsReporter
 from deployments.reporter import OutcomeReporter
-from deployments.stop import GRACEFUL_SHUTDOWN_POLL_S, SHUTDOWN_MARGIN_S
+from deployments.stop import GRACEFUL_SHUTDOWN_POLL_S, ROLLOUT_SURGE_PERCENT, SHUTDOWN_MARGIN_S
 from deployments.turn_log import turn_record
 from deployments.upstream import resolve_api_keys, upstream_pool
 
@@ -225,6 +225,7 @@ def caller_deployment(config: RouterConfig):
         # its turns in flight get the same grace as a local stop's drain.
         graceful_shutdown_timeout_s=config.server.stop_grace_s + SHUTDOWN_MARGIN_S,
         graceful_shutdown_wait_loop_s=GRACEFUL_SHUTDOWN_POLL_S,
+        max_surge_percent=ROLLOUT_SURGE_PERCENT,  # a redeploy starts replacements first
         # Serve's per-request access log costs CPU on every turn; the turn
         # log records every turn already.
         logging_config={"enable_access_log": False},

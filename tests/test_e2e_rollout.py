@@ -32,9 +32,12 @@ TRACKER = "nemo-tracker-rollout"
 KEYSTORE = "nemo-keystore-rollout"
 NAMESPACE = "nemo-router"
 OLD_KEY, NEW_KEY, ADMIN_KEY = "sk-rollout-old", "sk-rollout-new", "sk-rollout-admin"
-STREAM_TOKENS = 50
+STEADY_KEY = "sk-rollout-steady"  # a key of both configs: its turns go on through the redeploy
+STREAM_TOKENS = 200
 PROFILES = {
-    "ro-long": {"ttft_ms": 20, "token_interval_ms": 100, "tokens": STREAM_TOKENS},  # 5 s a stream
+    # 20 s a stream: longer than a redeploy takes here (5 to 13 s), so the old
+    # replicas are stopped while it runs.
+    "ro-long": {"ttft_ms": 20, "token_interval_ms": 100, "tokens": STREAM_TOKENS},
     "ro-fast": {"ttft_ms": 10, "token_interval_ms": 1, "tokens": 3},
 }
 ALERT = "rollout-new-group-slow"
@@ -74,12 +77,13 @@ def rollout_config(sim, version: int):
     key = {"name": f"key-v{version}", "hash": hash_key(OLD_KEY if version == 1 else NEW_KEY), "rate_limit_per_min": 10_000}
     return parse_config({
         "model_groups": groups,
+        "server": {"stop_grace_s": 40},  # the old replicas' drain: longer than the streams
         "deployments": {"tracker_name": TRACKER, "keystore_name": KEYSTORE, "report_interval_s": 0.05},
         "turn_log": {"sink": "none"},
         "cache": {"enabled": False},
         "metrics": {"window_s": 10, "slot_s": 1, "report_interval_s": 0.2, "evaluate_interval_s": 0.3,
                     "webhook_url_env": WEBHOOK_ENV, "alerts": alerts},
-        "auth": {"keys": [key], "admin_key_hash": hash_key(ADMIN_KEY)},
+        "auth": {"keys": [key, {"name": "steady", "hash": hash_key(STEADY_KEY)}], "admin_key_hash": hash_key(ADMIN_KEY)},
     }, source=f"<rollout v{version}>")
 
 
@@ -112,6 +116,26 @@ class Stream:
                     if content:
                         self.words += content.split()
                         self.first_word.set()
+
+
+class SteadyTurns:
+    """Short turns, one after another on a thread, until stopped: their statuses."""
+
+    def __init__(self, base: str):
+        self.base, self.statuses = base, []
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.statuses.append(turn(self.base, STEADY_KEY, "ro-voice").status_code)
+            self._stop.wait(0.1)
+
+    def stop(self) -> list[int]:
+        self._stop.set()
+        self.thread.join(30)
+        return self.statuses
 
 
 def wait_until(condition, what: str, timeout_s: float = 20.0):
@@ -174,16 +198,26 @@ def test_a_redeploy_reaches_every_component_without_dropping_turns(router, rollo
         streams = [Stream(base) for _ in range(4)]
         for stream in streams:
             assert stream.first_word.wait(10), "a stream never started"
+        steady = SteadyTurns(base)
         started = time.monotonic()
         new_app = build_app(rollout_config(rollout_sim, 2))  # the actors reconfigured, mid-stream
         assert all(s.thread.is_alive() for s in streams), "the streams ended before the actors were reconfigured"
-        serve.run(new_app, name=APP, route_prefix=PREFIX)  # new replicas started, old ones draining
-        redeploy_s = time.monotonic() - started
+        # serve.run returns once the old replicas are gone: run it beside.
+        deploy = threading.Thread(target=serve.run, args=(new_app,), kwargs={"name": APP, "route_prefix": PREFIX})
+        deploy.start()
+        wait_until(lambda: turn(base, NEW_KEY, "ro-voice").status_code == 200, "the new replicas serve", 30)
+        replaced_s = time.monotonic() - started
         in_flight = sum(s.thread.is_alive() for s in streams)
+        assert in_flight, "the streams ended before the new replicas took over"
         for stream in streams:
             stream.thread.join(30)
             assert (stream.status, stream.errors, stream.done) == (200, [], True)
             assert stream.words == [f"w{i}" for i in range(1, STREAM_TOKENS + 1)], "a stream in flight lost words"
+        deploy.join(60)
+        redeploy_s = time.monotonic() - started
+        # New turns were served throughout: the new replicas started before the old stopped.
+        statuses = steady.stop()
+        assert len(statuses) >= 10 and set(statuses) == {200}, statuses
 
         # The new config in force, everywhere, within seconds.
         in_force = time.monotonic()
@@ -211,8 +245,9 @@ def test_a_redeploy_reaches_every_component_without_dropping_turns(router, rollo
 
         ray.kill(ray.get_actor(TRACKER, namespace=NAMESPACE), no_restart=False)
         wait_until(lambda: "ro-n" in routing_or_none(base), "the restarted tracker routes the new group", 30)
-        print(f"redeploy {redeploy_s:.1f} s ({in_flight} streams still in flight at its end); "
-              f"new config in force {in_force_s:.1f} s after it")
+        print(f"new replicas serving {replaced_s:.1f} s into the redeploy ({in_flight} streams in flight then), "
+              f"old ones gone at {redeploy_s:.1f} s; every change in force {in_force_s:.1f} s after that; "
+              f"{len(statuses)} turns during it, all 200")
     finally:
         serve.delete(APP, _blocking=False)
         for name in router_actors():
