@@ -119,17 +119,20 @@ class Stream:
 
 
 class SteadyTurns:
-    """Short turns, one after another on a thread, until stopped: their statuses."""
+    """Short turns, one after another on a thread, until stopped: their
+    statuses, and the longest one took (seconds)."""
 
     def __init__(self, base: str):
-        self.base, self.statuses = base, []
+        self.base, self.statuses, self.longest_s = base, [], 0.0
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            sent = time.monotonic()
             self.statuses.append(turn(self.base, STEADY_KEY, "ro-voice").status_code)
+            self.longest_s = max(self.longest_s, time.monotonic() - sent)
             self._stop.wait(0.1)
 
     def stop(self) -> list[int]:
@@ -247,7 +250,7 @@ def test_a_redeploy_reaches_every_component_without_dropping_turns(router, rollo
         wait_until(lambda: "ro-n" in routing_or_none(base), "the restarted tracker routes the new group", 30)
         print(f"new replicas serving {replaced_s:.1f} s into the redeploy ({in_flight} streams in flight then), "
               f"old ones gone at {redeploy_s:.1f} s; every change in force {in_force_s:.1f} s after that; "
-              f"{len(statuses)} turns during it, all 200")
+              f"{len(statuses)} turns during it, all 200, the longest {steady.longest_s:.2f} s")
     finally:
         serve.delete(APP, _blocking=False)
         for name in router_actors():
