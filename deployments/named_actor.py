@@ -37,15 +37,24 @@ def configured_actor(cls: type, name: str, namespace: str, *args) -> "ray.actor.
     """The actor ``name`` in ``namespace``, running ``cls(*args)``'s config:
     created with ``args`` if it does not exist, else reconfigured in place
     (``reconfigure(*args)``, waited for: a redeploy's replicas start only
-    once it is done). Ray restarts it with the latest recorded ``args``."""
-    _record(namespace, name, args)
-    actor = _get_or_create(_restarted_with_record(cls), name, namespace, (namespace, name, args))
+    once it is done). Ray restarts it with the latest recorded ``args``; a
+    reconfigure that fails (the deploy fails) leaves the record as it was."""
+    previous = recorded_arguments(namespace, name)
+    _record(namespace, name, args)  # first: an actor made now, or restarted now, starts from these
     try:
-        reconfigure = actor.reconfigure
-    except AttributeError:  # a detached actor left by an older router outlives redeploys
-        log.warning("actor %r predates config rollout: kill it (ray.kill) to have a redeploy's config reach it", name)
-        return actor
-    ray.get(reconfigure.remote(*args))
+        actor = _get_or_create(_restarted_with_record(cls), name, namespace, (namespace, name, args))
+        try:
+            reconfigure = actor.reconfigure
+        except AttributeError:  # a detached actor left by an older router outlives redeploys
+            log.warning("actor %r predates config rollout: kill it (ray.kill) to have a redeploy's config reach it", name)
+            return actor
+        ray.get(reconfigure.remote(*args))
+    except BaseException:
+        if previous is None:
+            internal_kv._internal_kv_del(_key(namespace, name), namespace=RECORDS)
+        else:
+            _record(namespace, name, previous)
+        raise
     return actor
 
 
