@@ -1,6 +1,7 @@
-"""Config rollout end to end: the router redeployed (``serve.run`` of the
-same app with a changed config, as ``serve deploy`` does) while turns
-stream. The redeploy adds a model group, changes a group's strategy,
+"""Config rollout end to end: the router redeployed while turns stream,
+the way ``serve deploy`` does it (the same Serve config sent to the
+controller, naming the edited router config file, with its new
+``config_sha256``; Serve's build task runs ``deployments.app:app``). The redeploy adds a model group, changes a group's strategy,
 rotates a key and adds an alert rule (and changes a health check). The
 streams in flight complete whole; within seconds the new group serves, the
 new strategy routes, the old key is refused and the new one accepted, and
@@ -33,10 +34,12 @@ KEYSTORE = "nemo-keystore-rollout"
 NAMESPACE = "nemo-router"
 OLD_KEY, NEW_KEY, ADMIN_KEY = "sk-rollout-old", "sk-rollout-new", "sk-rollout-admin"
 STEADY_KEY = "sk-rollout-steady"  # a key of both configs: its turns go on through the redeploy
-STREAM_TOKENS = 200
+STREAM_TOKENS = 100
+STREAM_EVERY_S = 2.0  # a new stream this often until the new replicas serve
 PROFILES = {
-    # 20 s a stream: longer than a redeploy takes here (5 to 13 s), so the old
-    # replicas are stopped while it runs.
+    # 10 s a stream, one started every 2 s: whenever the new replicas come
+    # up (8 to 23 s into a redeploy here), the old ones are stopped with
+    # streams running.
     "ro-long": {"ttft_ms": 20, "token_interval_ms": 100, "tokens": STREAM_TOKENS},
     "ro-fast": {"ttft_ms": 10, "token_interval_ms": 1, "tokens": 3},
 }
@@ -52,10 +55,9 @@ def rollout_sim():
         yield sim
 
 
-def rollout_config(sim, version: int):
-    """The router before (1) and after (2) the redeploy."""
+def rollout_config(sim, version: int) -> dict:
+    """The router config before (1) and after (2) the redeploy."""
     from conftest import WEBHOOK_ENV
-    from router.config import parse_config
     from router.keys import hash_key
 
     def endpoint(name, profile, **extra):
@@ -75,16 +77,41 @@ def rollout_config(sim, version: int):
         alerts = [{"name": ALERT, "metric": "ttft_p99_s", "threshold": 0.0001, "model_group": "ro-new",
                    "window_s": 5, "min_turns": 3, "cooldown_s": 0}]
     key = {"name": f"key-v{version}", "hash": hash_key(OLD_KEY if version == 1 else NEW_KEY), "rate_limit_per_min": 10_000}
-    return parse_config({
+    return {
         "model_groups": groups,
-        "server": {"stop_grace_s": 40},  # the old replicas' drain: longer than the streams
+        "server": {"stop_grace_s": 20},  # the old replicas' drain: longer than a stream
         "deployments": {"tracker_name": TRACKER, "keystore_name": KEYSTORE, "report_interval_s": 0.05},
         "turn_log": {"sink": "none"},
         "cache": {"enabled": False},
         "metrics": {"window_s": 10, "slot_s": 1, "report_interval_s": 0.2, "evaluate_interval_s": 0.3,
                     "webhook_url_env": WEBHOOK_ENV, "alerts": alerts},
         "auth": {"keys": [key, {"name": "steady", "hash": hash_key(STEADY_KEY)}], "admin_key_hash": hash_key(ADMIN_KEY)},
-    }, source=f"<rollout v{version}>")
+    }
+
+
+def serve_deploy(config_file, config: dict | None) -> None:
+    """Write ``config`` to the file and send Serve's config for it, as
+    ``serve deploy`` does (None: an empty Serve config, deleting the app).
+    Returns once the controller has it; the build runs on the cluster."""
+    import hashlib
+
+    import yaml
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ServeApplicationSchema, ServeDeploySchema
+
+    applications = []
+    if config is not None:
+        config_file.write_text(yaml.safe_dump(config))
+        args = {"config_path": str(config_file), "config_sha256": hashlib.sha256(config_file.read_bytes()).hexdigest()}
+        applications = [ServeApplicationSchema(name=APP, route_prefix=PREFIX, import_path="deployments.app:app", args=args)]
+    _get_global_client().deploy_apps(ServeDeploySchema(applications=applications))
+
+
+def app_running() -> bool:
+    from ray import serve
+
+    app = serve.status().applications.get(APP)
+    return app is not None and app.status == "RUNNING" and all(d.status == "HEALTHY" for d in app.deployments.values())
 
 
 class Stream:
@@ -98,8 +125,14 @@ class Stream:
         self.thread.start()
 
     def _run(self) -> None:
+        try:
+            self._read()
+        except httpx.HTTPError as error:  # a stream the redeploy cut
+            self.errors.append(f"{type(error).__name__}: {error}")
+
+    def _read(self) -> None:
         body = {"model": "ro-stream", "stream": True, "messages": USER}
-        headers = {"authorization": f"Bearer {OLD_KEY}"}
+        headers = {"authorization": f"Bearer {STEADY_KEY}"}
         with httpx.stream("POST", f"{self.url}/v1/chat/completions", json=body, headers=headers, timeout=60) as response:
             self.status = response.status_code
             for line in response.iter_lines():
@@ -131,7 +164,10 @@ class SteadyTurns:
     def _run(self) -> None:
         while not self._stop.is_set():
             sent = time.monotonic()
-            self.statuses.append(turn(self.base, STEADY_KEY, "ro-voice").status_code)
+            try:
+                self.statuses.append(turn(self.base, STEADY_KEY, "ro-voice").status_code)
+            except httpx.HTTPError as error:  # a turn the redeploy dropped
+                self.statuses.append(f"{type(error).__name__}: {error}")
             self.longest_s = max(self.longest_s, time.monotonic() - sent)
             self._stop.wait(0.1)
 
@@ -139,6 +175,15 @@ class SteadyTurns:
         self._stop.set()
         self.thread.join(30)
         return self.statuses
+
+
+def new_replicas_serve(base: str) -> bool | str:
+    """Whether the new key is accepted yet (only the new replicas know it);
+    a transport error's text if the turn got no answer at all."""
+    try:
+        return turn(base, NEW_KEY, "ro-voice").status_code == 200
+    except httpx.HTTPError as error:
+        return f"{type(error).__name__}: {error}"
 
 
 def wait_until(condition, what: str, timeout_s: float = 20.0):
@@ -178,15 +223,14 @@ def webhook_texts(webhook) -> list[str]:
     return [r.json()["text"] for r in webhook.requests if r.path == "/slack-hook"]
 
 
-def test_a_redeploy_reaches_every_component_without_dropping_turns(router, rollout_sim, webhook):
-    from ray import serve
-
-    from deployments.app import build_app
+def test_a_redeploy_reaches_every_component_without_dropping_turns(router, rollout_sim, webhook, tmp_path):
     from deployments.named_actor import retire
 
     base = f"{router}{PREFIX}"
-    serve.run(build_app(rollout_config(rollout_sim, 1)), name=APP, route_prefix=PREFIX)
+    config_file = tmp_path / "router.yaml"
+    serve_deploy(config_file, rollout_config(rollout_sim, 1))
     try:
+        wait_until(app_running, "the first deploy runs", 60)
         # Before: the old config everywhere, and some routing signal to carry.
         for _ in range(3):
             response = turn(base, OLD_KEY, "ro-voice")
@@ -198,17 +242,18 @@ def test_a_redeploy_reaches_every_component_without_dropping_turns(router, rollo
         assert len(old_probers) == 1 and {TRACKER, f"{TRACKER}-metrics", KEYSTORE} <= set(before)
 
         # The redeploy, with turns streaming through the old replicas.
-        streams = [Stream(base) for _ in range(4)]
+        streams = [Stream(base) for _ in range(2)]
         for stream in streams:
             assert stream.first_word.wait(10), "a stream never started"
         steady = SteadyTurns(base)
         started = time.monotonic()
-        new_app = build_app(rollout_config(rollout_sim, 2))  # the actors reconfigured, mid-stream
-        assert all(s.thread.is_alive() for s in streams), "the streams ended before the actors were reconfigured"
-        # serve.run returns once the old replicas are gone: run it beside.
-        deploy = threading.Thread(target=serve.run, args=(new_app,), kwargs={"name": APP, "route_prefix": PREFIX})
-        deploy.start()
-        wait_until(lambda: turn(base, NEW_KEY, "ro-voice").status_code == 200, "the new replicas serve", 30)
+        serve_deploy(config_file, rollout_config(rollout_sim, 2))
+        while (served := new_replicas_serve(base)) is not True:
+            assert served is False, f"a turn got no answer during the redeploy: {served}"
+            assert time.monotonic() - started < 60, "the new replicas never served"
+            if time.monotonic() - started > STREAM_EVERY_S * (len(streams) - 1):
+                streams.append(Stream(base))
+            time.sleep(0.1)
         replaced_s = time.monotonic() - started
         in_flight = sum(s.thread.is_alive() for s in streams)
         assert in_flight, "the streams ended before the new replicas took over"
@@ -216,7 +261,7 @@ def test_a_redeploy_reaches_every_component_without_dropping_turns(router, rollo
             stream.thread.join(30)
             assert (stream.status, stream.errors, stream.done) == (200, [], True)
             assert stream.words == [f"w{i}" for i in range(1, STREAM_TOKENS + 1)], "a stream in flight lost words"
-        deploy.join(60)
+        wait_until(app_running, "the redeploy is done", 60)
         redeploy_s = time.monotonic() - started
         # New turns were served throughout: the new replicas started before the old stopped.
         statuses = steady.stop()
@@ -248,10 +293,11 @@ def test_a_redeploy_reaches_every_component_without_dropping_turns(router, rollo
 
         ray.kill(ray.get_actor(TRACKER, namespace=NAMESPACE), no_restart=False)
         wait_until(lambda: "ro-n" in routing_or_none(base), "the restarted tracker routes the new group", 30)
-        print(f"new replicas serving {replaced_s:.1f} s into the redeploy ({in_flight} streams in flight then), "
+        print(f"new replicas serving {replaced_s:.1f} s into the redeploy ({in_flight} of {len(streams)} streams "
+              "in flight then), "
               f"old ones gone at {redeploy_s:.1f} s; every change in force {in_force_s:.1f} s after that; "
               f"{len(statuses)} turns during it, all 200, the longest {steady.longest_s:.2f} s")
     finally:
-        serve.delete(APP, _blocking=False)
+        serve_deploy(config_file, None)
         for name in router_actors():
             retire(name, NAMESPACE)
