@@ -7,10 +7,21 @@
 config path it reads ``NEMO_ROUTER_CONFIG``; with neither, it refuses
 (the keyless embedded default needs the simulator, which ``nemo-router run``
 starts: see the README).
+
+Serve rebuilds an application on ``serve deploy`` only when its ``args``
+change, not when the file they name does: ``config_sha256`` (the file's
+SHA-256, optional) is the arg to change with the file, and the builder
+refuses a file that does not match it.
+
+Every build brings the router's cluster-wide actors to this config
+(``router.rollout``): each is created, or reconfigured in place carrying its
+state over, before Serve starts the new replicas; the actors this config no
+longer needs are retired.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -18,6 +29,7 @@ from typing import Any
 from ray.serve import Application
 
 from router.config import RouterConfig, load_config
+from router.rollout import ActorNames
 from router.scrape_access import networks_need_forwarding
 from nemo_turnlog.alerts import AlertRule
 
@@ -27,6 +39,7 @@ from deployments.health import start_health_prober
 from deployments.keystore import get_or_create_keystore, keystore_needed
 from deployments.metrics_hub import get_or_create_metrics_hub
 from deployments.ingress import ingress_deployment
+from deployments.named_actor import retire
 from deployments.tracker import get_or_create_tracker
 
 __all__ = ["app", "build_app", "APP_NAME"]
@@ -35,7 +48,8 @@ APP_NAME = "nemo-router"
 
 
 def build_app(config: RouterConfig) -> Application:
-    """Create the tracker actor (or find it) and bind ingress -> caller."""
+    """Bring the router's actors to ``config`` (create, or reconfigure in
+    place; retire those no longer needed) and bind ingress -> caller."""
     config = _absolute_paths(config)
     # Serve reads the same variable, in every Ray process, at start-up.
     refusal = networks_need_forwarding(config.metrics.scrape, os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1")
@@ -45,10 +59,15 @@ def build_app(config: RouterConfig) -> Application:
     start_health_prober(config, tracker)
     if keystore_needed(config):
         get_or_create_keystore(config)
+    names, namespace = ActorNames.of(config), config.deployments.tracker_namespace
     if config.metrics.enabled:
         _metrics_hub(config)
+    elif config.metrics.hub_name is None:  # a hub named by the config may be another router's too
+        retire(names.metrics_hub, namespace)
     if config.cache.enabled:
         get_or_create_cache_actor(config)
+    else:
+        retire(names.cache, namespace)
     if config.deployments.upstream_calls == "ingress":
         return ingress_deployment(config).bind(config)  # each ingress replica calls upstreams itself
     caller = caller_deployment(config).bind(config)
@@ -62,13 +81,25 @@ def app(args: dict[str, Any]) -> Application:
             "no router configuration: pass config_path=FILE to `serve run`, set NEMO_ROUTER_CONFIG, "
             "or use `nemo-router run` for the embedded default"
         )
+    _check_digest(config_path, args.get("config_sha256"))
     return build_app(load_config(config_path, environ=os.environ))
+
+
+def _check_digest(config_path: str, expected: str | None) -> None:
+    if expected is None:
+        return
+    digest = hashlib.sha256(Path(config_path).read_bytes()).hexdigest()
+    if digest != str(expected).strip().lower():
+        raise ValueError(
+            f"{config_path} has SHA-256 {digest}, not the config_sha256 in the Serve config: "
+            "deploy the file you meant (or update config_sha256)"
+        )
 
 
 def _metrics_hub(config: RouterConfig):
     metrics = config.metrics
     return get_or_create_metrics_hub(
-        name=metrics.hub_name,
+        name=ActorNames.of(config).metrics_hub,
         namespace=config.deployments.tracker_namespace,
         window_s=metrics.window_s,
         slot_s=metrics.slot_s,

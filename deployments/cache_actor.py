@@ -1,10 +1,11 @@
-"""The ``ResponseCacheActor``: one named, detached Ray actor that holds the
-response cache, shared by every ingress replica.
+"""The ``ResponseCacheActor``: one named, detached Ray actor per router
+(``<tracker_name>-cache``) that holds the response cache, shared by every
+ingress replica.
 
 A thin shell over ``router.response_cache.ResponseCache``, bounded by the
 config's ``cache`` block (entries, bytes, TTL). One ``get`` per cacheable
 turn; ``put`` is fire-and-forget after a turn completes. A restarted actor
-starts empty.
+starts empty, and so does one a redeploy gives another ``cache`` block.
 """
 
 from __future__ import annotations
@@ -18,16 +19,22 @@ from router.config import RouterConfig
 from router.response_cache import CacheConfig, CachedTurn, ResponseCache
 from nemo_turnlog import TurnRecord
 
-from deployments.named_actor import named_actor
+from router.rollout import ActorNames
+from deployments.named_actor import configured_actor
 
-__all__ = ["ResponseCacheActor", "CACHE_ACTOR_NAME", "get_or_create_cache_actor", "cache_hit_record"]
-
-CACHE_ACTOR_NAME = "nemo-response-cache"
+__all__ = ["ResponseCacheActor", "cache_actor_name", "get_or_create_cache_actor", "cache_hit_record"]
 
 
 class ResponseCacheActor:
     def __init__(self, config: CacheConfig):
+        self._config = config
         self._cache = ResponseCache.from_config(config)
+
+    def reconfigure(self, config: CacheConfig) -> None:
+        """A redeploy: a changed ``cache`` block starts an empty cache."""
+        if config != self._config:
+            self._config = config
+            self._cache = ResponseCache.from_config(config)
 
     def get(self, key: str) -> CachedTurn | None:
         return self._cache.get(key)
@@ -48,11 +55,15 @@ class ResponseCacheActor:
         return True
 
 
+def cache_actor_name(config: RouterConfig) -> str:
+    return ActorNames.of(config).cache
+
+
 def get_or_create_cache_actor(config: RouterConfig) -> "ray.actor.ActorHandle":
-    """The cache for this cluster: created once (sized by ``config.cache``),
-    found by name afterwards (an existing actor keeps its first sizes)."""
-    return named_actor(ResponseCacheActor, CACHE_ACTOR_NAME, config.deployments.tracker_namespace, config.cache,
-                       resources=config.deployments.actor_resources)
+    """The router's cache: created once (sized by ``config.cache``), found by
+    name afterwards and reconfigured (``configured_actor``)."""
+    return configured_actor(ResponseCacheActor, cache_actor_name(config), config.deployments.tracker_namespace, config.cache,
+                            resources=config.deployments.actor_resources)
 
 
 def cache_hit_record(

@@ -15,7 +15,7 @@ from router.config import RouterConfig
 from router.keys import KeyInfo
 from router.response_cache import CachedTurn, cache_key, cache_requested
 
-from deployments.cache_actor import CACHE_ACTOR_NAME
+from deployments.cache_actor import cache_actor_name
 
 __all__ = ["CACHE_TIMEOUT_S", "CacheLookup"]
 
@@ -28,6 +28,7 @@ class CacheLookup:
     def __init__(self, config: RouterConfig):
         self._settings = config.cache
         self._namespace = config.deployments.tracker_namespace
+        self._name = cache_actor_name(config)
         self._actor = None
 
     async def __call__(self, raw: dict, tags: tuple[str, ...], key: KeyInfo) -> tuple[str | None, CachedTurn | None]:
@@ -38,7 +39,7 @@ class CacheLookup:
         ck = cache_key(raw, tags=tags, namespace=key.key_id if settings.scope == "key" else None)
         try:
             if self._actor is None:
-                self._actor = ray.get_actor(CACHE_ACTOR_NAME, namespace=self._namespace)
+                self._actor = ray.get_actor(self._name, namespace=self._namespace)
             async with asyncio.timeout(CACHE_TIMEOUT_S):
                 return ck, await self._actor.get.remote(ck)
         except (RayError, TimeoutError, ValueError):

@@ -18,6 +18,7 @@ from ray import serve
 
 from router.catalog import endpoint_prices, load_catalog
 from router.config import RouterConfig
+from router.rollout import ActorNames
 from router.turn import TurnFailure, TurnHead, TurnRequest, TurnRunner, TurnSettled, TurnState
 from router.turn.pace import ReadPacer
 from nemo_turnlog import LocalParquetSink, S3ParquetSink, SpoolingSink, TurnLogWriter, WriteAheadLog
@@ -25,11 +26,11 @@ from nemo_turnlog.callbacks import FanoutSink
 from nemo_turnlog.datadog import DatadogExporter
 from nemo_turnlog.langfuse import LangfuseExporter
 
-from deployments.cache_actor import CACHE_ACTOR_NAME
+from deployments.cache_actor import cache_actor_name
 from deployments.coalesce import CoalescingStream
 from deployments.metrics_hub import MetricsReporter
 from deployments.reporter import OutcomeReporter
-from deployments.stop import GRACEFUL_SHUTDOWN_POLL_S, SHUTDOWN_MARGIN_S
+from deployments.stop import GRACEFUL_SHUTDOWN_POLL_S, ROLLOUT_SURGE_PERCENT, SHUTDOWN_MARGIN_S
 from deployments.turn_log import turn_record
 from deployments.upstream import resolve_api_keys, upstream_pool
 
@@ -52,12 +53,12 @@ class ProviderCaller:
         self._stream_buffer_bytes = config.server.stream_buffer_bytes
         self._metrics = None
         if config.metrics.enabled:
-            hub = ray.get_actor(config.metrics.hub_name, namespace=config.deployments.tracker_namespace)
+            hub = ray.get_actor(ActorNames.of(config).metrics_hub, namespace=config.deployments.tracker_namespace)
             self._metrics = MetricsReporter(hub.report.remote, config.metrics.report_interval_s, config.metrics.slot_s)
         prices = endpoint_prices(load_catalog(), endpoints)
         cache_put = None
         if config.cache.enabled:
-            cache = ray.get_actor(CACHE_ACTOR_NAME, namespace=config.deployments.tracker_namespace)
+            cache = ray.get_actor(cache_actor_name(config), namespace=config.deployments.tracker_namespace)
             cache_put = cache.put.remote  # fire-and-forget, after the turn
         self._runner = TurnRunner(
             config, self._pool, self._reporter.add, self._emit_turn,
@@ -225,6 +226,7 @@ def caller_deployment(config: RouterConfig):
         # its turns in flight get the same grace as a local stop's drain.
         graceful_shutdown_timeout_s=config.server.stop_grace_s + SHUTDOWN_MARGIN_S,
         graceful_shutdown_wait_loop_s=GRACEFUL_SHUTDOWN_POLL_S,
+        max_surge_percent=ROLLOUT_SURGE_PERCENT,  # a redeploy starts replacements first
         # Serve's per-request access log costs CPU on every turn; the turn
         # log records every turn already.
         logging_config={"enable_access_log": False},

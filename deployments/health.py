@@ -7,6 +7,10 @@ Gemini), with the provider's own auth headers. Its result feeds the endpoint's c
 ``LatencyTracker.health_checked``: a dead endpoint is taken out of plans
 before a caller's turn has to find out. The actor exists only when some
 group enables checks, so the default costs nothing.
+
+It holds no state, so a redeploy that changes what is checked replaces it:
+its name carries a digest of its targets (``router.rollout.ActorNames``),
+and the router's other probers are retired.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from router.config import EndpointConfig, HealthCheckConfig, RouterConfig
 from router.errors import UpstreamError
 from router.providers import codec_for
 from router.outcome import OutcomeKind
+from router.rollout import ActorNames, probe_targets
 
 from deployments.upstream import resolve_api_keys, translate
-from deployments.named_actor import named_actor
+from deployments.named_actor import named_actor, retire
 
 __all__ = ["HealthProber", "start_health_prober", "probe_outcome"]
 
@@ -53,12 +58,7 @@ async def probe_outcome(client: httpx.AsyncClient, endpoint: EndpointConfig, che
 class HealthProber:
     def __init__(self, config: RouterConfig, tracker):
         self._tracker = tracker
-        self._targets = [
-            (endpoint, group.health_check)
-            for group in config.model_groups.values()
-            if group.health_check.enabled
-            for endpoint in group.endpoints
-        ]
+        self._targets = list(probe_targets(config))
         self._api_keys = resolve_api_keys([e for e, _ in self._targets], os.environ)
         self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task] = []
@@ -99,11 +99,21 @@ class HealthProber:
 
 
 def start_health_prober(config: RouterConfig, tracker) -> "ray.actor.ActorHandle | None":
-    """Create (or find) the prober when any group enables checks."""
-    if not any(group.health_check.enabled for group in config.model_groups.values()):
+    """Create (or find) the prober for this config's checks when any group
+    enables them, and retire the router's probers for other checks."""
+    names = ActorNames.of(config)
+    namespace = config.deployments.tracker_namespace
+    current = names.prober(config) if probe_targets(config) else None
+    for name in ray.util.list_named_actors(all_namespaces=True):
+        if name["namespace"] == namespace and _is_prober(name["name"], names.prober_prefix) and name["name"] != current:
+            retire(name["name"], namespace)
+    if current is None:
         return None
-    options = config.deployments
-    prober = named_actor(HealthProber, f"{options.tracker_name}-health", options.tracker_namespace, config, tracker,
-                         resources=options.actor_resources)
+    prober = named_actor(HealthProber, current, namespace, config, tracker, resources=config.deployments.actor_resources)
     prober.start.remote()
     return prober
+
+
+def _is_prober(name: str, prefix: str) -> bool:
+    # "<tracker>-health" (before rollout) or "<tracker>-health-<digest>".
+    return name == prefix or (name.startswith(prefix + "-") and len(name) == len(prefix) + 13)

@@ -53,7 +53,7 @@ from deployments.http_app import openai_api
 from deployments.metrics_client import MetricsClient
 from deployments.planner import Planner
 from deployments.reporter import OutcomeReporter
-from deployments.stop import GRACEFUL_SHUTDOWN_POLL_S, SHUTDOWN_MARGIN_S
+from deployments.stop import GRACEFUL_SHUTDOWN_POLL_S, ROLLOUT_SURGE_PERCENT, SHUTDOWN_MARGIN_S
 from deployments.spend_gate import KEYSTORE_ERRORS, ChargedResponse, SpendGate, credit_header, me_json, top_up_amount
 from deployments.caller_loss import CALLER_LOST, carried_over, failure_bytes, fresh, interrupted_record
 from deployments.ingress_http import (
@@ -490,6 +490,7 @@ def ingress_deployment(config: RouterConfig):
         # its turns in flight get the same grace as a local stop's drain.
         graceful_shutdown_timeout_s=config.server.stop_grace_s + SHUTDOWN_MARGIN_S,
         graceful_shutdown_wait_loop_s=GRACEFUL_SHUTDOWN_POLL_S,
+        max_surge_percent=ROLLOUT_SURGE_PERCENT,  # a redeploy starts replacements first
         # Serve's per-request access log costs CPU on every turn; the turn
         # log records every turn already.
         logging_config={"enable_access_log": False},

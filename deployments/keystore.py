@@ -19,6 +19,10 @@ Spend alerts (``metrics.spend_alerts``, ``nemo_turnlog.spend_alerts``) are
 evaluated for a key each time it is charged or topped up, and posted to the
 webhook named by ``metrics.webhook_url_env`` (read from the actor's
 environment at start-up), or only logged when it is not set.
+
+A redeploy reconfigures it in place (``reconfigure``, with the constructor's
+arguments): keys' limits, spend alert rules, webhook and turn-log location
+change, and every key's spend so far is kept.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from nemo_turnlog.spend_alerts import SpendAlertEvaluator, SpendAlertRule, Spend
 from router.config import RouterConfig
 from router.config_observability import TurnLogConfig
 from router.keys import Allowance, AuthConfig, Charge, SlidingWindowLimiter, SpendLedger, period_bounds
-from deployments.named_actor import named_actor
+from deployments.named_actor import configured_actor
 
 __all__ = ["KeyStore", "KEYSTORE_NAME", "get_or_create_keystore", "keystore_needed"]
 
@@ -55,7 +59,9 @@ class KeyStore:
         webhook_url_env: str | None = None,
         notify: Callable[[SpendAlertTransition], None] | None = None,
     ) -> None:
+        self._arguments = (auth, turn_log, tuple(spend_alerts), webhook_url_env)
         self._alerts = SpendAlertEvaluator(spend_alerts)
+        self._notify_given = notify is not None
         self._notify = notify or _notifier(webhook_url_env)
         self._limiter = SlidingWindowLimiter()
         self._ledger = SpendLedger(auth.keys if auth is not None else ())
@@ -69,6 +75,25 @@ class KeyStore:
         self._ledger.configure(auth.keys)
         if tuple(spend_alerts) != self._alerts.rules:
             self._alerts = SpendAlertEvaluator(spend_alerts)
+
+    def reconfigure(
+        self,
+        auth: AuthConfig | None = None,
+        turn_log: TurnLogConfig | None = None,
+        spend_alerts: Sequence[SpendAlertRule] = (),
+        webhook_url_env: str | None = None,
+    ) -> None:
+        """A redeploy (the constructor's arguments): new limits, rules,
+        webhook and turn-log location; spend so far is kept."""
+        arguments = (auth, turn_log, tuple(spend_alerts), webhook_url_env)
+        if arguments == self._arguments:
+            return
+        self._arguments = arguments
+        self.configure(auth or AuthConfig(), spend_alerts)
+        if not self._notify_given:
+            self._notify = _notifier(webhook_url_env)
+        self._store = _ledger_store(turn_log) if turn_log is not None else None
+        self._source = _turn_log_source(turn_log) if turn_log is not None else None
 
     # -- rate limits --------------------------------------------------------
 
@@ -131,22 +156,14 @@ def keystore_needed(config: RouterConfig) -> bool:
 
 
 def get_or_create_keystore(config: RouterConfig) -> "ray.actor.ActorHandle":
-    """The keystore for this cluster: created once, found by name afterwards
-    (and then given this config's key limits)."""
+    """The keystore ``deployments.keystore_name``: created once, found by
+    name afterwards and reconfigured with this config (``configured_actor``)."""
     options = config.deployments
-    rules = [SpendAlertRule(**rule.model_dump()) for rule in config.metrics.spend_alerts]
-    keystore = named_actor(
+    rules = tuple(SpendAlertRule(**rule.model_dump()) for rule in config.metrics.spend_alerts)
+    return configured_actor(
         KeyStore, options.keystore_name, options.tracker_namespace,
         config.auth, config.turn_log, rules, config.metrics.webhook_url_env, resources=options.actor_resources,
     )
-    try:
-        configure = keystore.configure
-    except AttributeError:  # a detached keystore left by an older router outlives redeploys
-        log.warning("keystore %r predates spend control: kill it (ray.kill) to have keys' credits and budgets enforced",
-                    options.keystore_name)
-        return keystore
-    ray.get(configure.remote(config.auth, rules))
-    return keystore
 
 
 def _recovery_start(auth: AuthConfig) -> datetime | None:

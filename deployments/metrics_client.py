@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from router.config import RouterConfig
 from router.errors import InvalidRequest
+from router.rollout import ActorNames
 from nemo_turnlog.prometheus import upstream_states
 
 from deployments.planner import TRACKER_TIMEOUT_S
@@ -27,6 +28,7 @@ class MetricsClient:
     def __init__(self, config: RouterConfig, tracker):
         self._metrics = config.metrics
         self._namespace = config.deployments.tracker_namespace
+        self._hub_name = ActorNames.of(config).metrics_hub
         self._tracker = tracker  # () -> the tracker actor's handle
 
     async def snapshot(self, window: str | None) -> dict:
@@ -68,4 +70,4 @@ class MetricsClient:
         """The hub's handle; 404 when metrics are off."""
         if not self._metrics.enabled:
             raise StarletteHTTPException(404, "metrics are disabled in this router's configuration")
-        return ray.get_actor(self._metrics.hub_name, namespace=self._namespace)
+        return ray.get_actor(self._hub_name, namespace=self._namespace)

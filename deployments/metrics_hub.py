@@ -17,6 +17,10 @@ it never travels through Ray as an argument.
 
 The hub's state is in memory: if it restarts, the window refills within
 ``window_s`` and Prometheus sees a counter reset, which ``rate()`` handles.
+A redeploy reconfigures it in place (``reconfigure``): the merged metrics
+are kept while ``window_s`` and ``slot_s`` are unchanged (else they start
+afresh), unchanged alert rules keep their state, and the webhook URL is
+read again.
 """
 
 from __future__ import annotations
@@ -52,16 +56,41 @@ class MetricsHub:
         evaluate_interval_s: float = 5.0,
         recent_turns: int = 5000,
     ):
-        too_long = [r.name for r in alert_rules if r.window_s > window_s]
-        if too_long:
-            raise ValueError(f"alert rules {too_long} have a window longer than the metrics window ({window_s} s)")
+        _check_windows(alert_rules, window_s)
+        self._slots = (window_s, slot_s)
         self._metrics = MetricsAggregator(window_s, slot_s)
         self._dashboard = DashboardState(self._metrics, recent_turns)
         self._alerts = AlertEvaluator(alert_rules)
-        url = os.environ.get(webhook_url_env) if webhook_url_env else None
-        self._notifier = WebhookNotifier(url) if url and alert_rules else None
+        self._notifier = _notifier(webhook_url_env, alert_rules)
         self._interval_s = evaluate_interval_s
         self._alert_task: asyncio.Task | None = None
+
+    async def reconfigure(
+        self,
+        window_s: float = 300.0,
+        slot_s: float = 10.0,
+        alert_rules: Sequence[AlertRule] = (),
+        webhook_url_env: str | None = None,
+        evaluate_interval_s: float = 5.0,
+        recent_turns: int = 5000,
+    ) -> None:
+        """Merge and alert by these settings from now on (a redeploy; the
+        constructor's arguments), keeping what still applies. A dashboard
+        that polls after a change of slots or ring size starts afresh."""
+        _check_windows(alert_rules, window_s)
+        if (window_s, slot_s) != self._slots:
+            self._slots = (window_s, slot_s)
+            self._metrics = MetricsAggregator(window_s, slot_s)
+            self._dashboard = DashboardState(self._metrics, recent_turns)
+        elif recent_turns != self._dashboard.recent.capacity:
+            self._dashboard = DashboardState(self._metrics, recent_turns)
+        self._alerts = self._alerts.carried(alert_rules)
+        self._notifier = _notifier(webhook_url_env, alert_rules)
+        if evaluate_interval_s != self._interval_s and self._alert_task is not None:
+            self._alert_task.cancel()  # the loop sleeps by the old interval
+            self._alert_task = None
+        self._interval_s = evaluate_interval_s
+        self._start_alert_loop()
 
     async def report(self, delta: MetricsDelta) -> None:
         self._start_alert_loop()
@@ -124,6 +153,17 @@ class MetricsHub:
                 log.exception("alert evaluation failed")
 
 
+def _check_windows(alert_rules: Sequence[AlertRule], window_s: float) -> None:
+    too_long = [r.name for r in alert_rules if r.window_s > window_s]
+    if too_long:
+        raise ValueError(f"alert rules {too_long} have a window longer than the metrics window ({window_s} s)")
+
+
+def _notifier(webhook_url_env: str | None, alert_rules: Sequence[AlertRule]) -> WebhookNotifier | None:
+    url = os.environ.get(webhook_url_env) if webhook_url_env else None
+    return WebhookNotifier(url) if url and alert_rules else None
+
+
 def get_or_create_metrics_hub(
     *,
     name: str = "nemo-metrics-hub",
@@ -136,11 +176,11 @@ def get_or_create_metrics_hub(
     recent_turns: int = 5000,
     resources: dict[str, float] | None = None,
 ):
-    """The hub for this cluster: created once, found by name afterwards (a
-    hub that exists keeps the arguments it was created with)."""
-    from deployments.named_actor import named_actor  # here, so the pure classes above import without Ray
+    """The hub ``name``: created once, found by name afterwards and
+    reconfigured with these settings (``deployments.named_actor.configured_actor``)."""
+    from deployments.named_actor import configured_actor  # here, so the pure classes above import without Ray
 
-    return named_actor(
+    return configured_actor(
         MetricsHub, name, namespace, window_s, slot_s, tuple(alert_rules), webhook_url_env, evaluate_interval_s, recent_turns,
         resources=resources,
     )

@@ -36,7 +36,10 @@ from ray import serve
 
 from router.config import RouterConfig
 
-__all__ = ["DrainReport", "GRACEFUL_SHUTDOWN_POLL_S", "SHUTDOWN_MARGIN_S", "drain", "end_leftovers", "serve_children", "stop"]
+__all__ = [
+    "DrainReport", "GRACEFUL_SHUTDOWN_POLL_S", "ROLLOUT_SURGE_PERCENT", "SHUTDOWN_MARGIN_S",
+    "drain", "end_leftovers", "serve_children", "stop",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,11 @@ SHUTDOWN_MARGIN_S = 5.0
 # How often Serve looks whether a stopping replica is idle (its default, 2 s,
 # would add up to 2 s to every stop).
 GRACEFUL_SHUTDOWN_POLL_S = 0.2
+# A redeploy (serve deploy, serve run again) starts every replacement before
+# it stops an old replica: Serve's default (0) stops first, which leaves a
+# one-replica deployment with none taking new turns while the old one drains
+# its streams (up to ``stop_grace_s``).
+ROLLOUT_SURGE_PERCENT = 100
 _LEFTOVER_TERM_S = 2.0
 
 

@@ -2,7 +2,9 @@
 routing state for every ingress and caller replica.
 
 A thin shell over ``router.routing_state.RoutingState``. One ``plan`` call
-per turn; outcomes arrive in batches (``report``), fire-and-forget.
+per turn; outcomes arrive in batches (``report``), fire-and-forget. A
+redeploy with a changed config reconfigures it in place (``reconfigure``:
+``RoutingState.reconfigured`` carries the state that still applies).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import ray
 from router.config import RouterConfig
 from router.outcome import LeaseEvent, OutcomeKind
 from router.routing_state import AttemptPlan, ConversationRef, RoutingState
-from deployments.named_actor import named_actor
+from deployments.named_actor import configured_actor
+from router.rollout import ActorNames
 
 __all__ = ["LatencyTracker", "PlanRequest", "get_or_create_tracker"]
 
@@ -25,7 +28,18 @@ PlanRequest = tuple[str, tuple[str, ...], bool, int, bool, str | None, Conversat
 
 class LatencyTracker:
     def __init__(self, config: RouterConfig):
+        self._config = config
         self._state = RoutingState(config)
+
+    def reconfigure(self, config: RouterConfig) -> bool:
+        """Route by ``config`` from now on (a redeploy), carrying the state
+        that still applies; False (nothing done) if the routing config is
+        unchanged. Methods run one at a time: no plan sees half of it."""
+        if _routing(config) == _routing(self._config):
+            return False
+        self._state = self._state.reconfigured(config)
+        self._config = config
+        return True
 
     def plan(self, request: PlanRequest) -> AttemptPlan:
         """``request``: ``(group, required_tags, has_tools, choices, stream,
@@ -55,6 +69,12 @@ class LatencyTracker:
 
 
 def get_or_create_tracker(config: RouterConfig) -> "ray.actor.ActorHandle":
-    """The tracker for this cluster: created once, found by name afterwards."""
-    options = config.deployments
-    return named_actor(LatencyTracker, options.tracker_name, options.tracker_namespace, config, resources=options.actor_resources)
+    """The router's tracker: created once, found by name afterwards and
+    reconfigured with ``config`` (``deployments.named_actor.configured_actor``)."""
+    return configured_actor(LatencyTracker, ActorNames.of(config).tracker, config.deployments.tracker_namespace, config,
+                            resources=config.deployments.actor_resources)
+
+
+def _routing(config: RouterConfig) -> tuple:
+    """The part of the config the routing state is built from."""
+    return config.model_groups, config.conversations

@@ -31,7 +31,7 @@ Here the pin yields:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Container, Sequence
 from dataclasses import dataclass
 
 from router.config_conversations import AffinityConfig
@@ -113,6 +113,16 @@ class Pins:
 
     def pin(self, key: PinKey, endpoint: str) -> None:
         self._table.put(key, endpoint, self._clock())
+
+    def carried(self, config: AffinityConfig, endpoints: Container[str]) -> "Pins":
+        """Pins under ``config`` (a redeploy) that go on from these, except
+        those to an endpoint not in ``endpoints`` (removed, or moved to
+        another upstream: its cache is not warm for anyone)."""
+        pins = Pins(config, self._clock)
+        pins._table = self._table.carried(
+            ttl_s=config.ttl_s, max_entries=config.max_pins, now_s=self._clock(), keep=lambda _, endpoint: endpoint in endpoints
+        )
+        return pins
 
     def per_endpoint(self) -> dict[str, int]:
         """How many live pins point at each endpoint (O(pins): for reports)."""

@@ -95,6 +95,21 @@ class CircuitBreaker:
         """When the current opening ends (half-open from then on); None if closed."""
         return self._open_until_s
 
+    @property
+    def config(self) -> BreakerConfig:
+        return self._config
+
+    @property
+    def probe_timeout_s(self) -> float:
+        return self._probe_timeout_s
+
+    def retune(self, config: BreakerConfig, probe_timeout_s: float) -> None:
+        """Judge by ``config`` from now on (a redeploy), keeping the state:
+        an open breaker stays open until its cooldown ends, and the failures
+        counted so far count towards the new thresholds."""
+        self._config = config
+        self._probe_timeout_s = probe_timeout_s
+
     # -- events ---------------------------------------------------------
 
     def started(self) -> None:

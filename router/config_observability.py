@@ -177,7 +177,9 @@ class MetricsConfig(_Frozen):
     a token) comes from the environment variable ``webhook_url_env``."""
 
     enabled: bool = True
-    hub_name: str = "nemo-metrics-hub"
+    # The hub actor's name; None (default): "<deployments.tracker_name>-metrics",
+    # so each router has its own hub (router.rollout.ActorNames).
+    hub_name: str | None = None
     window_s: float = Field(default=300.0, gt=0)
     slot_s: float = Field(default=10.0, gt=0)
     report_interval_s: float = Field(default=1.0, gt=0)

@@ -119,6 +119,13 @@ class TurnCounter:
     def __len__(self) -> int:
         return len(self._counts)
 
+    def carried(self, *, max_conversations: int, idle_ttl_s: float) -> "TurnCounter":
+        """A counter with these bounds that goes on from this one's counts
+        (a redeploy: conversations keep their turn numbers)."""
+        counter = TurnCounter(max_conversations=max_conversations, idle_ttl_s=idle_ttl_s, clock=self._clock)
+        counter._counts = self._counts.carried(ttl_s=idle_ttl_s, max_entries=max_conversations, now_s=self._clock())
+        return counter
+
     def next_turn(self, key: ConversationKey, client_turn: int | None = None) -> int:
         """This turn's index: the client's if given (later counted turns
         follow on from it), else one more than the last."""

@@ -90,6 +90,27 @@ class EndpointState:
         self._warm_ttft = _Mean()  # turns whose prompt the provider found in its cache
         self._cold_ttft = _Mean()
 
+    def adopt(self, old: "EndpointState") -> None:
+        """Go on from ``old``'s signal (this endpoint before a redeploy, at
+        the same upstream: ``router.rollout``), under this state's config:
+        its turns in flight, latency estimates, breaker, recent TTFTs and
+        counters. ``old`` must not be used afterwards (they are shared)."""
+        max_age_s = self.pending.max_age_s
+        decay_s = self.ttft.decay_s
+        self.pending = old.pending
+        self.pending.retune(max_age_s)
+        for name in ("ttft", "total", "time_in_flight"):
+            estimate = getattr(old, name)
+            estimate.retune(decay_s)
+            setattr(self, name, estimate)
+        old.breaker.retune(self.breaker.config, self.breaker.probe_timeout_s)
+        self.breaker = old.breaker
+        self.recent_ttfts = old.recent_ttfts
+        self.outcomes = old.outcomes
+        self._counters = old._counters
+        self._warm_ttft = old._warm_ttft
+        self._cold_ttft = old._cold_ttft
+
     # -- events ---------------------------------------------------------
 
     def hold(self, key, now_s: float) -> bool:

@@ -80,5 +80,16 @@ class PeakEwma:
         self.samples += 1
         self.last_sample_s = sample_s
 
+    @property
+    def decay_s(self) -> float:
+        return self._decay_s
+
+    def retune(self, decay_s: float) -> None:
+        """Decay by ``decay_s`` from now on, keeping the estimate (a redeploy
+        that changed the group's ``latency.decay_s``)."""
+        if not decay_s > 0:
+            raise ValueError("decay_s must be positive")
+        self._decay_s = decay_s
+
     def __repr__(self) -> str:
         return f"PeakEwma(value={self.value()!r}, samples={self.samples}, decay_s={self._decay_s})"

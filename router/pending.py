@@ -50,6 +50,15 @@ class PendingTurns:
         started_s = self._started.pop(key, None)
         return None if started_s is None else max(0.0, now_s - started_s)
 
+    @property
+    def max_age_s(self) -> float:
+        return self._max_age_s
+
+    def retune(self, max_age_s: float) -> None:
+        """Forget leases older than ``max_age_s`` from now on (a redeploy
+        that changed the group's ``total_s``); the leases held stay held."""
+        self._max_age_s = max_age_s
+
     def expire(self, now_s: float) -> list[Hashable]:
         """Drop leases older than ``max_age_s``; return their keys."""
         expired = []

@@ -53,6 +53,7 @@ from router.conversation import TurnCounter
 from router.endpoint_state import PENDING_SLACK_S, EndpointState
 from router.errors import ModelNotFound, NoEligibleEndpoint
 from router.hedge import hedge_delay_s
+from router.rollout import carried_endpoints
 from router.outcome import AttemptOutcome, AttemptStarted, LeaseEvent, LeaseKey, OutcomeKind, TurnClosed
 from router.strategies import EndpointLoad, Strategy, make_strategy
 from router.tags import eligible
@@ -121,6 +122,7 @@ class RoutingState:
         self._config = config
         self._clock = clock
         rng = rng if rng is not None else random.Random()
+        self._rng = rng
         self._strategies: dict[str, Strategy] = {
             name: make_strategy(group.strategy, rng, group.latency) for name, group in config.model_groups.items()
         }
@@ -143,6 +145,31 @@ class RoutingState:
         self._pinning: TtlTable[tuple[str, PinKey]] = TtlTable(
             ttl_s=self._closed_keep_s or PENDING_SLACK_S, max_entries=conversations.max_tracked
         )
+
+    def reconfigured(self, config: RouterConfig) -> "RoutingState":
+        """This state under ``config`` (a redeploy, ``router.rollout``): a
+        new state whose endpoints at an unchanged upstream go on from these
+        (turns in flight, estimates, breakers, counters), with conversations'
+        turn counts, pins to endpoints that still exist, and the turns
+        closed lately. Leases on an endpoint that is gone (or moved) are
+        dropped, so every count still returns to zero. This object must not
+        be used afterwards."""
+        new = RoutingState(config, self._clock, self._rng)
+        kept = carried_endpoints(self._config, config)
+        for name in kept:
+            new._endpoints[name].adopt(self._endpoints[name])
+        new._holders = {key: new._endpoints[state.name] for key, state in self._holders.items() if state.name in kept}
+        new._closed = dict(self._closed)
+        conversations = config.conversations
+        new._turns = self._turns.carried(max_conversations=conversations.max_tracked, idle_ttl_s=conversations.idle_ttl_s)
+        for group, pins in self._pins.items():
+            if group in new._pins:
+                new._pins[group] = pins.carried(config.model_groups[group].affinity, kept)
+        new._pinning = self._pinning.carried(
+            ttl_s=new._closed_keep_s or PENDING_SLACK_S, max_entries=conversations.max_tracked, now_s=self._clock(),
+            keep=lambda _, pinning: pinning[0] in new._pins,
+        )
+        return new
 
     def plan(
         self,

@@ -9,7 +9,7 @@ bound, whatever clients send.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 __all__ = ["TtlTable"]
@@ -62,6 +62,21 @@ class TtlTable(Generic[V]):
     def pop(self, key: Hashable) -> V | None:
         entry = self._entries.pop(key, None)
         return None if entry is None else entry[1]
+
+    def carried(
+        self, *, ttl_s: float, max_entries: int, now_s: float, keep: Callable[[Hashable, V], bool] | None = None
+    ) -> "TtlTable[V]":
+        """A new table with these bounds holding this one's live entries
+        (those ``keep`` accepts), each with the time it was written, in the
+        same order; the oldest go first past ``max_entries`` (a redeploy)."""
+        self._drop_expired(now_s)
+        table: TtlTable[V] = TtlTable(ttl_s=ttl_s, max_entries=max_entries)
+        for key, (written_s, value) in self._entries.items():
+            if (keep is None or keep(key, value)) and now_s - written_s < ttl_s:
+                table._entries[key] = (written_s, value)
+        while len(table._entries) > max_entries:
+            table._entries.popitem(last=False)
+        return table
 
     def _drop_expired(self, now_s: float) -> None:
         # Written in clock order, so the expired ones are at the old end.

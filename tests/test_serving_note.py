@@ -5,7 +5,6 @@ before the cost was known. Over the in-memory transport: no Ray, no sockets."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest

@@ -148,6 +148,19 @@ class AlertEvaluator:
                     transitions.append(transition)
         return transitions
 
+    def carried(self, rules: Sequence[AlertRule]) -> "AlertEvaluator":
+        """An evaluator of ``rules`` (a redeploy) in which each rule this
+        one also has keeps its state per group (firing, and since when), so
+        an unchanged rule neither fires again nor forgets its cooldown."""
+        evaluator = AlertEvaluator(rules, self._clock)
+        old_index = {rule: index for index, rule in enumerate(self.rules)}
+        for index, rule in enumerate(evaluator.rules):
+            if rule in old_index:
+                for (i, group), state in self._states.items():
+                    if i == old_index[rule]:
+                        evaluator._states[(index, group)] = state
+        return evaluator
+
     def firing(self) -> list[tuple[AlertRule, str]]:
         """The rules and groups firing now."""
         return [(self.rules[i], group) for (i, group), s in sorted(self._states.items()) if s.firing]
