@@ -58,8 +58,8 @@ def test_deployments_ask_for_their_resources():
 
 
 def test_cluster_wide_actors_ask_for_the_actor_resources(monkeypatch):
-    """Every cluster-wide actor is made through ``named_actor`` with the
-    configured resources (so Ray restarts it only where they exist)."""
+    """Every cluster-wide actor is made (``named_actor`` / ``configured_actor``)
+    with the configured resources (so Ray restarts it only where they exist)."""
     import deployments.named_actor as named
 
     made = []
@@ -75,7 +75,15 @@ def test_cluster_wide_actors_ask_for_the_actor_resources(monkeypatch):
         def remote(self, *args):
             return self
 
+        @property
+        def reconfigure(self):  # a redeploy's call on an existing actor
+            return self
+
     monkeypatch.setattr(named.ray, "remote", FakeRemote)
+    monkeypatch.setattr(named.ray, "get", lambda ref: None)
+    # The configs recorded for restarts live in the GCS; no Ray here.
+    monkeypatch.setattr(named, "recorded_arguments", lambda namespace, name: None)
+    monkeypatch.setattr(named, "_record", lambda namespace, name, args: None)
     from deployments.cache_actor import get_or_create_cache_actor
     from deployments.metrics_hub import get_or_create_metrics_hub
     from deployments.tracker import get_or_create_tracker
@@ -84,7 +92,7 @@ def test_cluster_wide_actors_ask_for_the_actor_resources(monkeypatch):
     get_or_create_tracker(cfg)
     get_or_create_cache_actor(cfg)
     get_or_create_metrics_hub(resources=cfg.deployments.actor_resources)
-    assert [name for name, _ in made] == ["LatencyTracker", "ResponseCacheActor", "MetricsHub"]
+    assert [name for name, _ in made] == ["LatencyTracker", "ResponseCacheActor", "MetricsHub"]  # each reconfigurable
     for _, options in made:
         assert options["resources"] == {"nemo_state": 0.001}
         assert options["max_restarts"] == -1 and options["lifetime"] == "detached"
