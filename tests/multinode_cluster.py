@@ -481,15 +481,18 @@ class Scenario:
         self.result["leftovers"] = end_leftovers(self.tmp)
 
 
-def ours(tmp: Path) -> list[int]:
+def ours(tmp: Path, with_children: bool = True) -> list[int]:
     """Processes of this cluster still running: the ones whose command line
     or environment names its temp folder (Ray's processes all carry it; its
-    workers run in sessions of their own), and our children."""
+    workers run in sessions of their own), and, in the scenario's own
+    process, its children. The test that ran the scenario passes
+    ``with_children=False``: its children include the test session's own
+    Ray, which is not this cluster's to end."""
     import psutil
 
     marker = str(tmp)
     me = psutil.Process()
-    found = {child.pid for child in me.children(recursive=True)}
+    found = {child.pid for child in me.children(recursive=True)} if with_children else set()
     ancestors = {me.pid, *(parent.pid for parent in me.parents())}
     for process in psutil.process_iter(["pid", "cmdline"]):
         if process.info["pid"] in ancestors:
@@ -504,16 +507,16 @@ def ours(tmp: Path) -> list[int]:
     return sorted(found)
 
 
-def end_leftovers(tmp: Path, wait_s: float = 10.0) -> list[dict]:
+def end_leftovers(tmp: Path, wait_s: float = 10.0, with_children: bool = True) -> list[dict]:
     """Wait (bounded) for this cluster's processes to end; end any left by
     PID; what was left, and whether it had to be ended."""
     import psutil
 
     deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline and ours(tmp):
+    while time.monotonic() < deadline and ours(tmp, with_children):
         time.sleep(0.2)
     left = []
-    for pid in ours(tmp):
+    for pid in ours(tmp, with_children):
         try:
             process = psutil.Process(pid)
             left.append({"pid": pid, "cmd": " ".join(process.cmdline())[:160]})

@@ -15,7 +15,10 @@ def test_a_restarted_prober_probes_again(router, ray_session):
     from router.config import DeploymentConfig
 
     options = DeploymentConfig()
-    prober = ray_session.get_actor(f"{options.tracker_name}-health", namespace=options.tracker_namespace)
+    # The test router's prober: "<tracker>-health-<digest of its checks>" (router.rollout.ActorNames).
+    [name] = [a["name"] for a in ray_session.util.list_named_actors(all_namespaces=True)
+              if a["namespace"] == options.tracker_namespace and a["name"].startswith(f"{options.tracker_name}-health-")]
+    prober = ray_session.get_actor(name, namespace=options.tracker_namespace)
     # The test router's "probed" group checks two endpoints.
     assert ray_session.get(prober.probing.remote(), timeout=10) == 2
     pid = ray_session.get(prober.pid.remote(), timeout=10)

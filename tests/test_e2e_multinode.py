@@ -56,7 +56,8 @@ def run(tmp_path_factory):
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
-    left_after = scenario.end_leftovers(tmp, wait_s=5)  # by PID: only this cluster's processes
+    # By PID, only this cluster's processes: not this session's own Ray (our children too).
+    left_after = scenario.end_leftovers(tmp, wait_s=5, with_children=False)
     if not out.exists():
         pytest.fail(f"the scenario wrote no result (exit {process.returncode}); its log: {log_path}")
     result = json.loads(out.read_text())
