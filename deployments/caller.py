@@ -19,6 +19,7 @@ from ray import serve
 from router.catalog import endpoint_prices, load_catalog
 from router.config import RouterConfig
 from router.rollout import ActorNames
+from router.turn.settle import settled_stream
 from router.turn import TurnFailure, TurnHead, TurnRequest, TurnRunner, TurnSettled, TurnState
 from router.turn.pace import ReadPacer
 from nemo_turnlog import LocalParquetSink, S3ParquetSink, SpoolingSink, TurnLogWriter, WriteAheadLog
@@ -80,13 +81,12 @@ class ProviderCaller:
         return CoalescingStream(self._runner.stream(request, pacer), pacer)
 
     async def _settled(self, request: TurnRequest, pacer: ReadPacer) -> AsyncIterator[TurnHead | TurnFailure | bytes | TurnSettled]:
-        """A metered key's streamed turn, and then what it cost."""
+        """A metered key's streamed turn, with what it cost before ``[DONE]``
+        (``router.turn.settle``)."""
         try:
-            async for item in self._runner.stream(request, pacer):
+            # The runner emitted the turn's record (and its cost) as it ended.
+            async for item in settled_stream(self._runner.stream(request, pacer), lambda: self._costs.pop(request.turn_id, None)):
                 yield item
-            cost = self._costs.pop(request.turn_id, None)  # the runner emitted the record as it ended
-            if cost:
-                yield TurnSettled(cost)
         finally:
             self._costs.pop(request.turn_id, None)
 

@@ -3,7 +3,8 @@ back first, and the turn's own accounting.
 
 ``TurnRequest`` is what the ingress hands a provider-caller; ``TurnHead`` and
 ``TurnFailure`` are the first item that comes back (``router.turn.runner``);
-``TurnSettled`` is the last one, for turns charged to a key.
+``TurnSettled`` comes just before ``[DONE]``, for turns charged to a key
+(``router.turn.settle``).
 ``TurnState`` is the turn's accounting while it runs: every attempt (as an
 ``AttemptOutcome``, for the tracker and the turn log), what was served, and
 the notes a provider adapter left. The shell turns a finished ``TurnState``
@@ -53,8 +54,9 @@ class TurnHead:
 
 @dataclass(slots=True, frozen=True)
 class TurnSettled:
-    """The last item of a streamed turn of a metered key that was priced: what
-    it cost (USD), for the ingress to charge the key. Never sent to the client."""
+    """In a streamed turn of a metered key that was priced, just before the
+    piece ending with ``[DONE]``: what it cost (USD), for the ingress to
+    charge the key. Never sent to the client."""
 
     cost_usd: float
 
