@@ -86,7 +86,7 @@ class Ingress:
         # A turn carried over from a lost caller resumes from what was forwarded (none to lose in process).
         self._resume_bytes = config.server.stream_buffer_bytes if caller is not None else 0
         self._planner = Planner(config)
-        self._metrics = MetricsClient(config, self._planner.tracker)
+        self._metrics = MetricsClient(config, self._planner.trackers)
         self._console = ConsoleData(self._metrics)
         # This replica's channel to the tracker for turns it closes itself
         # (the client left, the dispatch failed, the caller died).
@@ -219,8 +219,7 @@ class Ingress:
     @api.get("/v1/routing")
     async def routing(self, request: Request) -> dict:
         self._keys.authenticate_admin(request.headers.get("authorization"))
-        tracker = self._planner.tracker()
-        return {"endpoints": await tracker.snapshot.remote()}
+        return {"endpoints": await self._planner.trackers.snapshot()}
 
     @api.post("/v1/chat/completions")
     async def chat_completions(self, request: Request) -> Response:
@@ -254,7 +253,7 @@ class Ingress:
         return with_headers(await self._complete(turn, plan_s, guard), cache_header)
 
     def _report_leases(self, events: list) -> None:
-        self._planner.tracker().report.remote(events)
+        self._planner.trackers.report(events)
 
     def _guard(self, turn: TurnRequest, generator=None) -> TurnGuard:
         """The ingress's hold on the turn's leases; closing it also cancels

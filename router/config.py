@@ -302,6 +302,9 @@ class DeploymentConfig(_Frozen):
     ingress_max_ongoing_requests: int = Field(default=1000, ge=1)
     tracker_name: str = "nemo-latency-tracker"
     tracker_namespace: str = "nemo-router"
+    # Tracker actors the routing state is split over (router.shards): groups
+    # linked by fallbacks share one; each plan is one call to its group's.
+    tracker_shards: int = Field(default=1, ge=1, le=64)
     # The actor holding rate-limit windows and keys' spend (deployments.keystore).
     keystore_name: str = "nemo-keystore"
     report_interval_s: float = Field(default=0.05, gt=0)
