@@ -26,6 +26,7 @@ from nemo_turnlog.callbacks import FanoutSink
 from nemo_turnlog.datadog import DatadogExporter
 from nemo_turnlog.langfuse import LangfuseExporter
 
+from deployments.replicas import replica_options
 from deployments.tracker_shards import TrackerShards
 from deployments.cache_actor import cache_actor_name
 from deployments.coalesce import CoalescingStream
@@ -219,7 +220,7 @@ def caller_deployment(config: RouterConfig):
     return serve.deployment(
         ProviderCaller,
         name="ProviderCaller",
-        num_replicas=options.caller_replicas,
+        **replica_options(options.caller_replicas, options.caller_autoscaling),
         max_ongoing_requests=options.caller_max_ongoing_requests,
         ray_actor_options={"num_cpus": 0, "resources": dict(options.caller_resources)},
         # When Serve itself stops a replica (serve deploy, serve shutdown),

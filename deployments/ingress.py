@@ -43,6 +43,7 @@ from router.turn.guard import TurnGuard
 from router.turn.resume import resume_point
 from router.turn.stop import LiveTurns
 
+from deployments.replicas import replica_options
 from deployments.cache_actor import cache_hit_record
 from deployments.cache_lookup import CacheLookup
 from deployments.console.routes import add_console_routes
@@ -482,7 +483,7 @@ def ingress_deployment(config: RouterConfig):
     return serve.deployment(
         Ingress,
         name="Ingress",
-        num_replicas=options.ingress_replicas,
+        **replica_options(options.ingress_replicas, options.ingress_autoscaling),
         max_ongoing_requests=options.ingress_max_ongoing_requests,
         ray_actor_options={"num_cpus": 0, "resources": dict(options.ingress_resources)},
         # When Serve itself stops a replica (serve deploy, serve shutdown),
