@@ -40,7 +40,7 @@ from deployments.keystore import get_or_create_keystore, keystore_needed
 from deployments.metrics_hub import get_or_create_metrics_hub
 from deployments.ingress import ingress_deployment
 from deployments.named_actor import retire
-from deployments.tracker import get_or_create_tracker
+from deployments.tracker import get_or_create_trackers
 
 __all__ = ["app", "build_app", "APP_NAME"]
 
@@ -55,8 +55,8 @@ def build_app(config: RouterConfig) -> Application:
     refusal = networks_need_forwarding(config.metrics.scrape, os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1")
     if refusal is not None:
         raise ValueError(refusal)
-    tracker = get_or_create_tracker(config)
-    start_health_prober(config, tracker)
+    get_or_create_trackers(config)
+    start_health_prober(config)
     if keystore_needed(config):
         get_or_create_keystore(config)
     names, namespace = ActorNames.of(config), config.deployments.tracker_namespace

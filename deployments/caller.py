@@ -27,6 +27,8 @@ from nemo_turnlog.callbacks import FanoutSink
 from nemo_turnlog.datadog import DatadogExporter
 from nemo_turnlog.langfuse import LangfuseExporter
 
+from deployments.replicas import replica_options
+from deployments.tracker_shards import TrackerShards
 from deployments.cache_actor import cache_actor_name
 from deployments.coalesce import CoalescingStream
 from deployments.metrics_hub import MetricsReporter
@@ -48,8 +50,7 @@ class ProviderCaller:
         # Keys are read once, here, at replica start-up; they live only in
         # the pool's request headers.
         self._pool = upstream_pool(config.deployments.upstream_client, resolve_api_keys(endpoints, os.environ))
-        tracker = ray.get_actor(config.deployments.tracker_name, namespace=config.deployments.tracker_namespace)
-        self._reporter = OutcomeReporter(tracker.report.remote, config.deployments.report_interval_s)
+        self._reporter = OutcomeReporter(TrackerShards(config).report, config.deployments.report_interval_s)
         self._writer = _turn_log_writer(config, os.environ)
         self._stream_buffer_bytes = config.server.stream_buffer_bytes
         self._metrics = None
@@ -219,7 +220,7 @@ def caller_deployment(config: RouterConfig):
     return serve.deployment(
         ProviderCaller,
         name="ProviderCaller",
-        num_replicas=options.caller_replicas,
+        **replica_options(options.caller_replicas, options.caller_autoscaling),
         max_ongoing_requests=options.caller_max_ongoing_requests,
         ray_actor_options={"num_cpus": 0, "resources": dict(options.caller_resources)},
         # When Serve itself stops a replica (serve deploy, serve shutdown),

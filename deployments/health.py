@@ -29,6 +29,7 @@ from router.outcome import OutcomeKind
 from router.rollout import ActorNames, probe_targets
 
 from deployments.upstream import resolve_api_keys, translate
+from deployments.tracker_shards import TrackerShards
 from deployments.named_actor import named_actor, retire
 
 __all__ = ["HealthProber", "start_health_prober", "probe_outcome"]
@@ -56,8 +57,8 @@ async def probe_outcome(client: httpx.AsyncClient, endpoint: EndpointConfig, che
 
 
 class HealthProber:
-    def __init__(self, config: RouterConfig, tracker):
-        self._tracker = tracker
+    def __init__(self, config: RouterConfig):
+        self._trackers = TrackerShards(config)  # each check goes to its endpoint's shard
         self._targets = list(probe_targets(config))
         self._api_keys = resolve_api_keys([e for e, _ in self._targets], os.environ)
         self._client: httpx.AsyncClient | None = None
@@ -92,13 +93,14 @@ class HealthProber:
         while True:
             kind, retry_after_s = await probe_outcome(self._client, endpoint, check, self._api_keys.get(endpoint.name))
             try:
-                self._tracker.health_checked.remote(endpoint.name, kind, retry_after_s)
-            except Exception:  # the tracker may be restarting; the next probe reports again
+                self._trackers.health_checked(endpoint.name, kind, retry_after_s)
+            except Exception:  # the tracker may be restarting; the next probe reports again (found anew)
+                self._trackers.forget(self._trackers.map.of_endpoint(endpoint.name))
                 log.warning("could not report a health check of %s", endpoint.name, exc_info=True)
             await asyncio.sleep(check.interval_s)
 
 
-def start_health_prober(config: RouterConfig, tracker) -> "ray.actor.ActorHandle | None":
+def start_health_prober(config: RouterConfig) -> "ray.actor.ActorHandle | None":
     """Create (or find) the prober for this config's checks when any group
     enables them, and retire the router's probers for other checks."""
     names = ActorNames.of(config)
@@ -109,7 +111,7 @@ def start_health_prober(config: RouterConfig, tracker) -> "ray.actor.ActorHandle
             retire(name["name"], namespace)
     if current is None:
         return None
-    prober = named_actor(HealthProber, current, namespace, config, tracker, resources=config.deployments.actor_resources)
+    prober = named_actor(HealthProber, current, namespace, config, resources=config.deployments.actor_resources)
     prober.start.remote()
     return prober
 

@@ -43,6 +43,7 @@ from router.turn.guard import TurnGuard
 from router.turn.resume import resume_point
 from router.turn.stop import LiveTurns
 
+from deployments.replicas import replica_options
 from deployments.cache_actor import cache_hit_record
 from deployments.cache_lookup import CacheLookup
 from deployments.console.routes import add_console_routes
@@ -86,7 +87,7 @@ class Ingress:
         # A turn carried over from a lost caller resumes from what was forwarded (none to lose in process).
         self._resume_bytes = config.server.stream_buffer_bytes if caller is not None else 0
         self._planner = Planner(config)
-        self._metrics = MetricsClient(config, self._planner.tracker)
+        self._metrics = MetricsClient(config, self._planner.trackers)
         self._console = ConsoleData(self._metrics)
         # This replica's channel to the tracker for turns it closes itself
         # (the client left, the dispatch failed, the caller died).
@@ -219,8 +220,7 @@ class Ingress:
     @api.get("/v1/routing")
     async def routing(self, request: Request) -> dict:
         self._keys.authenticate_admin(request.headers.get("authorization"))
-        tracker = self._planner.tracker()
-        return {"endpoints": await tracker.snapshot.remote()}
+        return {"endpoints": await self._planner.trackers.snapshot()}
 
     @api.post("/v1/chat/completions")
     async def chat_completions(self, request: Request) -> Response:
@@ -254,7 +254,7 @@ class Ingress:
         return with_headers(await self._complete(turn, plan_s, guard), cache_header)
 
     def _report_leases(self, events: list) -> None:
-        self._planner.tracker().report.remote(events)
+        self._planner.trackers.report(events)
 
     def _guard(self, turn: TurnRequest, generator=None) -> TurnGuard:
         """The ingress's hold on the turn's leases; closing it also cancels
@@ -483,7 +483,7 @@ def ingress_deployment(config: RouterConfig):
     return serve.deployment(
         Ingress,
         name="Ingress",
-        num_replicas=options.ingress_replicas,
+        **replica_options(options.ingress_replicas, options.ingress_autoscaling),
         max_ongoing_requests=options.ingress_max_ongoing_requests,
         ray_actor_options={"num_cpus": 0, "resources": dict(options.ingress_resources)},
         # When Serve itself stops a replica (serve deploy, serve shutdown),

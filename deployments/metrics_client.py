@@ -25,11 +25,11 @@ log = logging.getLogger(__name__)
 
 
 class MetricsClient:
-    def __init__(self, config: RouterConfig, tracker):
+    def __init__(self, config: RouterConfig, trackers):
         self._metrics = config.metrics
         self._namespace = config.deployments.tracker_namespace
         self._hub_name = ActorNames.of(config).metrics_hub
-        self._tracker = tracker  # () -> the tracker actor's handle
+        self._trackers = trackers  # deployments.tracker_shards.TrackerShards
 
     async def snapshot(self, window: str | None) -> dict:
         """``/v1/metrics``: per group and endpoint over ``window`` seconds
@@ -61,8 +61,8 @@ class MetricsClient:
         it does not answer in time: the turn metrics are still worth serving."""
         try:
             async with asyncio.timeout(TRACKER_TIMEOUT_S):
-                return await self._tracker().snapshot.remote()
-        except (TimeoutError, RayError):
+                return await self._trackers.snapshot()
+        except (TimeoutError, RayError, ValueError):
             log.warning("no routing state for the metrics: the tracker did not answer", exc_info=True)
             return None
 

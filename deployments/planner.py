@@ -40,13 +40,13 @@ import dataclasses
 import logging
 import time
 
-import ray
 from ray.exceptions import RayError, RayTaskError
 
 from router.config import RouterConfig
 from router.errors import RouterError
 from router.plan_snapshots import SnapshotSchedule
 from router.routing_state import AttemptPlan, ConversationRef, RoutingState
+from deployments.tracker_shards import TrackerShards
 
 __all__ = ["Planner", "TRACKER_PROBE_INTERVAL_S", "TRACKER_TIMEOUT_S"]
 
@@ -60,11 +60,10 @@ class Planner:
     def __init__(self, config: RouterConfig, clock=time.monotonic, tracker_lookup=None):
         self._config = config
         self._clock = clock
-        self._tracker = None
-        options = config.deployments
-        self._lookup = tracker_lookup or (lambda: ray.get_actor(options.tracker_name, namespace=options.tracker_namespace))
-        # Set while the tracker is known to be away; the probe clears it.
-        self._probe: asyncio.Task | None = None
+        # The tracker shards (one by default); ``tracker_lookup`` (tests) finds a one-shard router's tracker.
+        self.trackers = TrackerShards(config, (lambda name: tracker_lookup()) if tracker_lookup is not None else None)
+        # Per shard, set while it is known to be away; the probe clears it.
+        self._probes: list[asyncio.Task | None] = [None] * self.trackers.count
         # Plans from configuration alone, for when the tracker is unreachable:
         # tags and breakers still apply, live latency does not.
         self._local_state = RoutingState(config)
@@ -74,15 +73,17 @@ class Planner:
         self._snapshots = SnapshotSchedule(options.snapshot_interval_s) if options.planning == "snapshot" else None
         self._refresher: asyncio.Task | None = None
 
-    def tracker(self):
-        if self._tracker is None:
-            self._tracker = self._lookup()
-        return self._tracker
+    def tracker(self, shard: int = 0):
+        return self.trackers.handle(shard)
 
     @property
     def tracker_away(self) -> bool:
-        """Whether turns plan without the tracker until the probe hears it."""
-        return self._probe is not None and not self._probe.done()
+        """Whether turns of some shard's groups plan without it until the probe hears it."""
+        return any(self._away(shard) for shard in range(self.trackers.count))
+
+    def _away(self, shard: int) -> bool:
+        probe = self._probes[shard]
+        return probe is not None and not probe.done()
 
     async def plan(
         self,
@@ -118,11 +119,12 @@ class Planner:
         lease; on failure the last plan or a local one, which holds none
         (the caller reports the turn's first attempt as started instead)."""
         group, tags, has_tools, choices, stream = key
-        if self.tracker_away:
+        shard = self.trackers.map.of_group(group)
+        if self._away(shard):
             return self._fallback(key, conversation)
         try:
             async with asyncio.timeout(TRACKER_TIMEOUT_S):
-                plan = await self.tracker().plan.remote((group, tags, has_tools, choices, stream, lease, conversation))
+                plan = await self.trackers.handle(shard).plan.remote((group, tags, has_tools, choices, stream, lease, conversation))
             if conversation is not None:
                 return plan, lease is not None
             self._last_plans[key] = plan
@@ -135,9 +137,9 @@ class Planner:
             log.warning("tracker failed to plan; using the last known plan", exc_info=True)
         except (RayError, TimeoutError, ValueError):
             log.warning("tracker unavailable; planning without it until it answers again", exc_info=True)
-            self._tracker = None
-            if not self.tracker_away:
-                self._probe = asyncio.ensure_future(self._probe_until_back())
+            self.trackers.forget(shard)
+            if not self._away(shard):
+                self._probes[shard] = asyncio.ensure_future(self._probe_until_back(shard))
         return self._fallback(key, conversation)
 
     def _fallback(self, key: tuple, conversation: ConversationRef | None) -> tuple[AttemptPlan, bool]:
@@ -151,18 +153,18 @@ class Planner:
             last = dataclasses.replace(last, conversation_turn=conversation[2])
         return last, False
 
-    async def _probe_until_back(self) -> None:
-        """Ping the tracker (found again by name: Ray may have restarted it
-        elsewhere) until it answers; ending clears ``tracker_away``."""
+    async def _probe_until_back(self, shard: int) -> None:
+        """Ping the shard's tracker (found again by name: Ray may have
+        restarted it elsewhere) until it answers; ending clears its away."""
         while True:
             await asyncio.sleep(TRACKER_PROBE_INTERVAL_S)
             try:
                 async with asyncio.timeout(TRACKER_TIMEOUT_S):
-                    await self.tracker().ping.remote()
+                    await self.trackers.handle(shard).ping.remote()
                 log.warning("tracker answers again; planning with it")
                 return
             except Exception:  # RayError, TimeoutError, ValueError (no such actor yet), anything else
-                self._tracker = None
+                self.trackers.forget(shard)
 
     async def _refresh_while_used(self) -> None:
         """Every interval, a fresh plan for each kind of turn still in use;

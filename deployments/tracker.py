@@ -14,10 +14,11 @@ import ray
 from router.config import RouterConfig
 from router.outcome import LeaseEvent, OutcomeKind
 from router.routing_state import AttemptPlan, ConversationRef, RoutingState
-from deployments.named_actor import configured_actor
+from deployments.named_actor import configured_actor, retire
 from router.rollout import ActorNames
+from router.shards import ShardMap, shard_config
 
-__all__ = ["LatencyTracker", "PlanRequest", "get_or_create_tracker"]
+__all__ = ["LatencyTracker", "PlanRequest", "get_or_create_tracker", "get_or_create_trackers", "tracker_handles"]
 
 # One plain tuple, not five arguments: Ray serializes each argument of a call
 # on its own, and a plain tuple of plain values is its cheapest case. Measured
@@ -69,10 +70,35 @@ class LatencyTracker:
 
 
 def get_or_create_tracker(config: RouterConfig) -> "ray.actor.ActorHandle":
-    """The router's tracker: created once, found by name afterwards and
-    reconfigured with ``config`` (``deployments.named_actor.configured_actor``)."""
-    return configured_actor(LatencyTracker, ActorNames.of(config).tracker, config.deployments.tracker_namespace, config,
-                            resources=config.deployments.actor_resources)
+    """The router's tracker (its first shard): see ``get_or_create_trackers``."""
+    return get_or_create_trackers(config)[0]
+
+
+def get_or_create_trackers(config: RouterConfig) -> list:
+    """The router's tracker shards (``deployments.tracker_shards``), each
+    created once, found by name afterwards and reconfigured with its slice
+    of ``config`` (``deployments.named_actor.configured_actor``); shards
+    beyond the configured count, left by an earlier deploy, are retired. A
+    group that moves to another shard (a changed count, or fallbacks) starts
+    afresh there: its endpoints' estimates, breakers and leases stay behind."""
+    options, names = config.deployments, ActorNames.of(config)
+    shards = ShardMap(config, options.tracker_shards)
+    trackers = [
+        configured_actor(LatencyTracker, names.tracker_shard(shard), options.tracker_namespace,
+                         shard_config(config, shards, shard), resources=options.actor_resources)
+        for shard in range(shards.count)
+    ]
+    extra = shards.count
+    while retire(names.tracker_shard(extra), options.tracker_namespace):
+        extra += 1
+    return trackers
+
+
+def tracker_handles(config: RouterConfig) -> list:
+    """The router's tracker shards, found by name (they must exist)."""
+    options, names = config.deployments, ActorNames.of(config)
+    return [ray.get_actor(names.tracker_shard(shard), namespace=options.tracker_namespace)
+            for shard in range(options.tracker_shards)]
 
 
 def _routing(config: RouterConfig) -> tuple:

@@ -293,15 +293,41 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 _RAY_BUILTIN_RESOURCES = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
 
 
+class ReplicaAutoscaling(_Frozen):
+    """Serve's autoscaling for a deployment (in place of a fixed replica
+    count): replicas are added while each has more than
+    ``target_ongoing_requests`` turns in flight, and removed when idle,
+    between ``min_replicas`` and ``max_replicas``. No scale to zero: a
+    caller would wait for a replica to start."""
+
+    min_replicas: int = Field(default=1, ge=1)
+    max_replicas: int = Field(ge=1)
+    target_ongoing_requests: float = Field(default=100.0, gt=0)
+    upscale_delay_s: float = Field(default=10.0, ge=0)
+    downscale_delay_s: float = Field(default=300.0, ge=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "ReplicaAutoscaling":
+        if self.max_replicas < self.min_replicas:
+            raise ValueError("max_replicas must be at least min_replicas")
+        return self
+
+
 class DeploymentConfig(_Frozen):
     """Replica counts and the tracker's Ray actor name."""
 
     ingress_replicas: int = Field(default=1, ge=1)
     caller_replicas: int = Field(default=1, ge=1)
+    # Serve autoscaling instead of the fixed counts above, when set.
+    ingress_autoscaling: ReplicaAutoscaling | None = None
+    caller_autoscaling: ReplicaAutoscaling | None = None
     caller_max_ongoing_requests: int = Field(default=1000, ge=1)
     ingress_max_ongoing_requests: int = Field(default=1000, ge=1)
     tracker_name: str = "nemo-latency-tracker"
     tracker_namespace: str = "nemo-router"
+    # Tracker actors the routing state is split over (router.shards): groups
+    # linked by fallbacks share one; each plan is one call to its group's.
+    tracker_shards: int = Field(default=1, ge=1, le=64)
     # The actor holding rate-limit windows and keys' spend (deployments.keystore).
     keystore_name: str = "nemo-keystore"
     report_interval_s: float = Field(default=0.05, gt=0)

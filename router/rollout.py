@@ -103,5 +103,10 @@ class ActorNames:
             prober_prefix=f"{tracker}-health",
         )
 
+    def tracker_shard(self, shard: int) -> str:
+        """Shard 0 is the tracker itself (a one-shard router's name stays)."""
+        return self.tracker if shard == 0 else f"{self.tracker}-shard-{shard}"
+
     def prober(self, config: RouterConfig) -> str:
-        return f"{self.prober_prefix}-{config_digest(probe_targets(config))}"
+        # The shard count too: the prober reports each check to its endpoint's shard.
+        return f"{self.prober_prefix}-{config_digest(probe_targets(config), config.deployments.tracker_shards)}"

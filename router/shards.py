@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from router.config import RouterConfig
 
-__all__ = ["ShardMap", "routing_units"]
+__all__ = ["ShardMap", "routing_units", "shard_config"]
 
 
 def routing_units(config: RouterConfig) -> list[tuple[str, ...]]:
@@ -85,3 +85,12 @@ class ShardMap:
 
     def groups(self, shard: int) -> tuple[str, ...]:
         return self._groups[shard]
+
+
+def shard_config(config: RouterConfig, shards: ShardMap, shard: int) -> RouterConfig:
+    """The config one shard's tracker is built from: only its groups (the
+    rest of the config as it is)."""
+    if shards.count == 1:
+        return config
+    groups = {name: config.model_groups[name] for name in shards.groups(shard)}
+    return config.model_copy(update={"model_groups": groups})

@@ -84,6 +84,9 @@ def test_cluster_wide_actors_ask_for_the_actor_resources(monkeypatch):
     # The configs recorded for restarts live in the GCS; no Ray here.
     monkeypatch.setattr(named, "recorded_arguments", lambda namespace, name: None)
     monkeypatch.setattr(named, "_record", lambda namespace, name, args: None)
+    import deployments.tracker as tracker_module
+
+    monkeypatch.setattr(tracker_module, "retire", lambda name, namespace: False)  # no shards left from before
     from deployments.cache_actor import get_or_create_cache_actor
     from deployments.metrics_hub import get_or_create_metrics_hub
     from deployments.tracker import get_or_create_tracker

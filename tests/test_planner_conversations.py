@@ -43,8 +43,9 @@ class FakeTracker:
 
 def planner(planning: str, **tracker):
     cfg = config(planning)
-    p = Planner(cfg, clock=ManualClock(0.0))
-    p._tracker = FakeTracker(cfg, **tracker)
+    fake = FakeTracker(cfg, **tracker)
+    p = Planner(cfg, clock=ManualClock(0.0), tracker_lookup=lambda: fake)
+    p.fake_tracker = fake
     return p
 
 
@@ -56,11 +57,11 @@ def test_every_conversation_turn_asks_the_tracker_even_with_snapshots():
     p = planner("snapshot")
     plan(p, "t0")  # fetches the snapshot for this kind of turn
     plan(p, "t1")  # served from it
-    assert len(p._tracker.requests) == 1
+    assert len(p.fake_tracker.requests) == 1
     turns = [plan(p, f"c{i}", ("key", "call", None)) for i in range(3)]
-    assert len(p._tracker.requests) == 4
+    assert len(p.fake_tracker.requests) == 4
     assert [t.conversation_turn for t, _ in turns] == [1, 2, 3] and all(reserved for _, reserved in turns)
-    assert p._tracker.requests[-1][6] == ("key", "call", None)
+    assert p.fake_tracker.requests[-1][6] == ("key", "call", None)
 
 
 def test_per_turn_planning_sends_the_conversation_along():
@@ -72,7 +73,7 @@ def test_per_turn_planning_sends_the_conversation_along():
 
 def test_without_the_tracker_the_index_is_the_client_s_or_none():
     p = planner("per-turn", down=True)
-    down = p._tracker
+    down = p.fake_tracker
 
     async def two_turns():  # in one event loop, as in a replica
         first = await p.plan("g", tags=(), has_tools=False, stream=True, turn_id="t1", conversation=("key", "call", 7))
