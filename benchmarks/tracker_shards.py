@@ -9,7 +9,9 @@ tracker shards made as the router makes them (``get_or_create_trackers``);
 next group in turn and sent to that group's shard, with the turn's lease
 taken and released a moment later in a batched report (as a caller does),
 so leases come and go as in service. Reports plans/s (total, and per
-shard) and plan latency p50/p99 as the planners see it.
+shard), plan latency p50/p99 as the planners see it, and each shard's own
+CPU time per plan (so what one shard answers on a core of its own: the
+sizing rule in the README).
 
     python benchmarks/tracker_shards.py [--shards 1 2 4] [--seconds 10]
 
@@ -28,6 +30,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import psutil
 import ray
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -72,9 +75,11 @@ class Planner:
 
         async def one_turn(slot: int) -> None:
             nonlocal counter
+            own = 0  # each slot walks the groups in turn (a shared counter would lock slots onto one parity)
             while time.monotonic() < deadline:
                 counter += 1
-                group = self._groups[(counter + slot) % len(self._groups)]
+                own += 1
+                group = self._groups[(slot + own) % len(self._groups)]
                 shard = self._shards.of_group(group)
                 turn_id = f"w{worker}-{counter}"
                 started = time.perf_counter()
@@ -82,7 +87,7 @@ class Planner:
                 latencies.append(time.perf_counter() - started)
                 per_shard[shard] += 1
                 endpoint = plan.endpoints[0]
-                pending[shard].append(AttemptOutcome(endpoint, OutcomeKind.SUCCESS, 0.2, ttft_s=0.05,
+                pending[shard].append(AttemptOutcome(endpoint, OutcomeKind.OK, 0.2, ttft_s=0.05,
                                                      lease=(turn_id, 0)))
 
         async def reporter() -> None:
@@ -106,9 +111,13 @@ def run_once(shards: int, args) -> dict:
     ray.get([t.ping.remote() for t in trackers])
     planners = [Planner.options(namespace=namespace).remote(config) for _ in range(args.planners)]
     ray.get([p.__ray_ready__.remote() for p in planners])
+    # Each shard's own CPU time per plan: what one shard can answer on a core of its own.
+    processes = [psutil.Process(ray.get(t.__ray_call__.remote(lambda self: os.getpid()))) for t in trackers]
+    cpu_before = [sum(p.cpu_times()[:2]) for p in processes]
     started = time.monotonic()
     results = ray.get([p.run.remote(args.seconds, args.in_flight, i) for i, p in enumerate(planners)])
     elapsed = time.monotonic() - started
+    cpu_s = [sum(p.cpu_times()[:2]) - before for p, before in zip(processes, cpu_before)]
     for actor in planners + trackers:
         ray.kill(actor)
     plans = sum(r["plans"] for r in results)
@@ -116,6 +125,7 @@ def run_once(shards: int, args) -> dict:
     latencies = sorted(x for r in results for x in r["latencies_ms"])
     return {
         "shards": shards, "plans": plans, "seconds": elapsed, "plans_per_s": plans / elapsed,
+        "tracker_cpu_ms_per_plan": sum(cpu_s) / plans * 1e3, "tracker_cpu_share": [c / elapsed for c in cpu_s],
         "per_shard_plans_per_s": [p / elapsed for p in per_shard],
         "p50_ms": statistics.median(latencies), "p99_ms": latencies[int(0.99 * (len(latencies) - 1))],
     }
@@ -139,12 +149,14 @@ def main() -> None:
     cores = os.cpu_count()
     head = (f"Measured {datetime.now(timezone.utc).isoformat(timespec='seconds')} on {cores} cores: {args.groups} groups x "
             f"{args.endpoints} endpoints, {args.planners} planners x {args.in_flight} plans in flight, {args.seconds:.0f} s per run.")
-    lines = [head, "", "| shards | plans/s | per shard | vs 1 shard | plan p50 ms | plan p99 ms |", "|---|---|---|---|---|---|"]
+    lines = [head, "", "| shards | plans/s | per shard | vs 1 shard | plan p50 ms | plan p99 ms | tracker CPU per plan | each shard's CPU use |",
+             "|---|---|---|---|---|---|---|---|"]
     base = rows[0]["plans_per_s"]
     for row in rows:
         shard_rates = " / ".join(f"{x:.0f}" for x in row["per_shard_plans_per_s"])
         lines.append(f"| {row['shards']} | {row['plans_per_s']:.0f} | {shard_rates} | x{row['plans_per_s'] / base:.2f} | "
-                     f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} |")
+                     f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['tracker_cpu_ms_per_plan']:.3f} ms | "
+                     + " / ".join(f"{share:.0%}" for share in row["tracker_cpu_share"]) + " |")
     text = "\n".join(lines)
     print(text)
     RESULTS.mkdir(exist_ok=True)
