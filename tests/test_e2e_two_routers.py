@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 import yaml
-from conftest import ROUTER_PORT, free_port
+from conftest import ROUTER_PORT
 from helpers import AUTH, start_router_process
 
 pytestmark = pytest.mark.ray
@@ -30,9 +30,13 @@ def listening(port: int) -> bool:
 def test_a_second_router_beside_the_first_serves_its_own_config_and_frees_its_ports(router, simulator, tmp_path):
     from deployments.serve_ports import serve_port_environment
 
-    port = free_port()
-    while port + 300 > 65535 or any(listening(p) for p in (port + 1, port + 3, port + 4)):
-        port = free_port()
+    # Below the test router's ports, outside the kernel's ephemeral range
+    # (an outgoing connection's local port took a random "free" one's
+    # HAProxy metrics port once) and outside Ray's worker ports (10002-19999).
+    port = ROUTER_PORT - 1500
+    while any(listening(p) for p in (port, port + 1, port + 3, port + 4)):
+        port -= 400
+        assert port > 1024, "no free block of ports below the test router's"
     # Folders named like the router's packages, each a package that fails on
     # import: Ray puts the driver's working directory on every worker's path.
     workdir = tmp_path / "user-project"
