@@ -91,7 +91,7 @@ class Ingress:
         self._console = ConsoleData(self._metrics)
         # This replica's channel to the tracker for turns it closes itself
         # (the client left, the dispatch failed, the caller died).
-        self._leases = OutcomeReporter(self._report_leases, config.deployments.report_interval_s)
+        self._leases = OutcomeReporter(self._planner.trackers.report, config.deployments.report_interval_s)
         self._keys = KeyRing(config.auth)
         self._scrape = ScrapeAccess(config.metrics.scrape)
         self._cache_lookup = CacheLookup(config)
@@ -252,9 +252,6 @@ class Ingress:
         if chat.stream:
             return with_headers(await self._stream(turn, plan_s, guard), cache_header)
         return with_headers(await self._complete(turn, plan_s, guard), cache_header)
-
-    def _report_leases(self, events: list) -> None:
-        self._planner.trackers.report(events)
 
     def _guard(self, turn: TurnRequest, generator=None) -> TurnGuard:
         """The ingress's hold on the turn's leases; closing it also cancels

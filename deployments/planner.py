@@ -73,9 +73,6 @@ class Planner:
         self._snapshots = SnapshotSchedule(options.snapshot_interval_s) if options.planning == "snapshot" else None
         self._refresher: asyncio.Task | None = None
 
-    def tracker(self, shard: int = 0):
-        return self.trackers.handle(shard)
-
     @property
     def tracker_away(self) -> bool:
         """Whether turns of some shard's groups plan without it until the probe hears it."""

@@ -9,8 +9,8 @@
 
 Handles are found by name, lazily, and forgotten (``forget``) when a call
 finds the actor gone, so the next use finds it again (Ray may have
-restarted it on another node). With one shard, the default, every call is
-the one tracker's own: nothing is split or merged.
+restarted it on another node). With one shard, the default, a batch goes to
+the one tracker as it is.
 
 A batch's attempt events go to their endpoint's shard; a ``TurnClosed``
 (the ingress closing a turn whose caller never reported) names no endpoint,
@@ -81,8 +81,6 @@ class TrackerShards:
     async def snapshot(self) -> dict:
         """Every endpoint's routing row (``LatencyTracker.snapshot``), from
         every shard; raises what the first failing shard raised."""
-        if self.map.count == 1:
-            return await self.handle(0).snapshot.remote()
         try:
             parts = await asyncio.gather(*(self.handle(shard).snapshot.remote() for shard in range(self.map.count)))
         except (RayError, ValueError):
