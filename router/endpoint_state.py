@@ -1,7 +1,8 @@
 """The live signal the tracker keeps for one endpoint.
 
 Turns in flight (``PendingTurns``), peak-EWMA estimates of time to first
-token, of total time and of time in flight, the circuit breaker, a bounded
+token (of every turn, and of cold turns alone), of total time and of time
+in flight, the circuit breaker, a bounded
 ring of recent TTFTs for p50/p99, and outcome counters. ``RoutingState``
 owns one per configured endpoint and reads it as an ``EndpointLoad``.
 """
@@ -81,6 +82,9 @@ class EndpointState:
         self.failure_penalty_s = group_config.latency.failure_penalty_s or group_config.timeouts.first_token_s
         self.pending = PendingTurns(max_age_s)
         self.ttft = PeakEwma(decay_s, clock)
+        # TTFTs of turns whose prompt the provider did not find in its cache:
+        # what a conversation moving here would wait (``load(cold=True)``).
+        self.cold_ttft = PeakEwma(decay_s, clock)
         self.total = PeakEwma(decay_s, clock)
         self.time_in_flight = PeakEwma(decay_s, clock)
         self.breaker = CircuitBreaker(group_config.breaker, clock, probe_timeout_s=max_age_s)
@@ -99,7 +103,7 @@ class EndpointState:
         decay_s = self.ttft.decay_s
         self.pending = old.pending
         self.pending.retune(max_age_s)
-        for name in ("ttft", "total", "time_in_flight"):
+        for name in ("ttft", "cold_ttft", "total", "time_in_flight"):
             estimate = getattr(old, name)
             estimate.retune(decay_s)
             setattr(self, name, estimate)
@@ -133,6 +137,8 @@ class EndpointState:
             self.recent_ttfts.append(outcome.ttft_s)
             if kind is OutcomeKind.OK and outcome.cached_tokens is not None:
                 (self._warm_ttft if outcome.cached_tokens > 0 else self._cold_ttft).observe(outcome.ttft_s)
+                if outcome.cached_tokens == 0:
+                    self.cold_ttft.observe(outcome.ttft_s)
         if kind.counts_against_health:
             penalty_s = max(outcome.duration_s, self.failure_penalty_s)
             self.ttft.observe(penalty_s)
@@ -157,11 +163,23 @@ class EndpointState:
     def in_flight(self) -> int:
         return len(self.pending)
 
-    def load(self, now_s: float, *, stream: bool = True) -> EndpointLoad:
+    def load(self, now_s: float, *, stream: bool = True, cold: bool = False) -> EndpointLoad:
         """The read-only view a strategy ranks by, for a streaming turn
-        (TTFT) or a non-streaming one (total time; TTFT until it has data)."""
+        (TTFT) or a non-streaming one (total time; TTFT until it has data).
+
+        ``cold``: for a streaming turn whose prompt this endpoint has not
+        cached (a conversation's first turn here): the cold-TTFT estimate
+        when it is the higher one. The all-turns estimate mixes in the warm
+        turns of conversations pinned here, which a newcomer does not get;
+        yet it is the first to show a slowdown, since warm turns are most of
+        the samples, so the higher of the two stands.
+        """
         primary, other = (self.ttft, self.total) if stream else (self.total, self.ttft)
         latency_s = primary.value()
+        if cold and stream:
+            cold_s = self.cold_ttft.value()
+            if cold_s is not None and (latency_s is None or cold_s > latency_s):
+                latency_s = cold_s
         ages = [a for a in (self.ttft.age_s(), self.total.age_s()) if a is not None]
         return EndpointLoad(
             name=self.name,
@@ -191,6 +209,7 @@ class EndpointState:
             "in_flight": self.in_flight,
             "breaker": self.breaker.state().value,
             "ttft_s": self.ttft.value(),
+            "cold_ttft_s": self.cold_ttft.value(),
             "total_s": self.total.value(),
             "ttft_p50_s": _nearest_rank(ordered, 0.50),
             "ttft_p99_s": _nearest_rank(ordered, 0.99),

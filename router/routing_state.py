@@ -215,7 +215,9 @@ class RoutingState:
             except NoEligibleEndpoint as error:
                 first_error = first_error or error
                 continue
-            group_ready, group_tripped = self._rank_group(name, candidates, now_s, stream)
+            # A turn of a conversation goes cold to any endpoint but its pin,
+            # so it is ranked by cold TTFTs (``EndpointState.load``).
+            group_ready, group_tripped = self._rank_group(name, candidates, now_s, stream, cold=pins is not None)
             if pins is not None and name == group:
                 group_ready, choice = self._prefer_pinned(pins, conversation, group_ready, candidates)
             ready.extend(load.name for load in group_ready)
@@ -267,14 +269,16 @@ class RoutingState:
         ready, tripped = self._rank_group(target, candidates, now_s, stream)
         return tuple(load.name for load in ready) + tuple(s.name for s in tripped)
 
-    def _rank_group(self, group: str, candidates, now_s: float, stream: bool) -> tuple[list[EndpointLoad], list[EndpointState]]:
+    def _rank_group(
+        self, group: str, candidates, now_s: float, stream: bool, *, cold: bool = False
+    ) -> tuple[list[EndpointLoad], list[EndpointState]]:
         states = [self._endpoints[e.name] for e in candidates]
         for state in states:
             self._expire(state, now_s)
         available = {s.name: s.breaker.available() for s in states}  # asked once: the clock moves
         ready = [s for s in states if available[s.name]]
         tripped = [s for s in states if not available[s.name]]
-        ranked = self._strategies[group].rank([s.load(now_s, stream=stream) for s in ready])
+        ranked = self._strategies[group].rank([s.load(now_s, stream=stream, cold=cold) for s in ready])
         return ranked, tripped
 
     def report(self, events: Iterable[LeaseEvent]) -> None:

@@ -123,6 +123,11 @@ class Behavior(BaseModel):
             Default None (no cache; usage reports no cached tokens).
         warm_ttft_factor: Multiplies the time to first token of a request
             with cached tokens. Default 0.3.
+        ttft_per_in_flight: A finite capacity: each other request in flight
+            at the profile when a request arrives stretches its time to
+            first token by this fraction (a GPU batch shares its compute,
+            so a served model's TTFT rises with concurrent load, as vLLM's
+            does). Default 0 (unlimited capacity: load changes nothing).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -140,6 +145,7 @@ class Behavior(BaseModel):
     tool_call: bool = False
     prefix_cache_ttl_s: float | None = Field(default=None, gt=0)
     warm_ttft_factor: float = Field(default=0.3, ge=0)
+    ttft_per_in_flight: float = Field(default=0.0, ge=0)
 
     _draws: _Draws | None = PrivateAttr(default=None)
 

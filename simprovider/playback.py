@@ -55,6 +55,8 @@ class Plan:
         arrived_s: Event-loop time (seconds) the request arrived; the
             schedule counts from here.
         wire: The format to answer in. Default OpenAI.
+        others_in_flight: Requests already in flight at the profile when
+            this one arrived (``Behavior.ttft_per_in_flight``). Default 0.
         ttft_ms: This request's time to first token, in milliseconds, drawn
             from the behaviour when the plan is made (not an argument).
     """
@@ -64,6 +66,7 @@ class Plan:
     extra_headers: list[tuple[bytes, bytes]]
     arrived_s: float
     wire: WireFormat = OPENAI
+    others_in_flight: int = 0
     ttft_ms: float = field(init=False)
 
     def __post_init__(self) -> None:
@@ -72,6 +75,7 @@ class Plan:
         ttft_ms = self.behavior.first_token_ms()
         if self.request.cached_tokens:
             ttft_ms *= self.behavior.warm_ttft_factor
+        ttft_ms *= 1 + self.behavior.ttft_per_in_flight * self.others_in_flight
         object.__setattr__(self, "ttft_ms", ttft_ms)
 
     @property

@@ -111,6 +111,11 @@ class ProfileRegistry:
         stats.requests += 1
         stats.in_flight += 1
 
+    def in_flight(self, name: str) -> int:
+        """Requests of the profile counted by `start` and not yet finished."""
+        stats = self._stats.get(name)
+        return stats.in_flight if stats is not None else 0
+
     def finish(self, name: str) -> None:
         """Count a response finished, however it ended."""
         stats = self._stats.get(name)

@@ -137,7 +137,8 @@ class _Endpoints:
         if behavior.prefix_cache_ttl_s is not None and parsed.prefixes:
             cache = self.registry.prefix_cache(profile)
             parsed = dataclasses.replace(parsed, cached_tokens=cache.serve(parsed.prefixes, arrived_s, behavior.prefix_cache_ttl_s))
-        plan = Plan(parsed, behavior, extra_headers, arrived_s, wire)
+        others = self.registry.in_flight(profile) - 1  # this request was counted on arrival
+        plan = Plan(parsed, behavior, extra_headers, arrived_s, wire, others_in_flight=max(0, others))
         return StreamedCompletion(plan) if parsed.stream else BufferedCompletion(plan)
 
     def _behavior_for(self, request: Request, profile: str) -> Behavior:

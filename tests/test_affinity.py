@@ -224,6 +224,61 @@ def test_the_default_margin_comes_from_the_measured_warm_gain():
     assert state.snapshot()["ep-a"]["warm_gain_s"] is None
 
 
+def cold_and_warm(state, clock, cold, warm, warm_turns=6):
+    """Each endpoint: one cold turn (``cold``), then ``warm_turns`` turns of
+    calls pinned there whose prompts were cached (``warm``; None: none),
+    30 s apart, so the all-turns estimates settle on the warm turns."""
+    for name, ttft_s in cold.items():
+        state.report([AttemptOutcome(name, OutcomeKind.OK, ttft_s + 0.1, ttft_s=ttft_s, cached_tokens=0)])
+    for _ in range(warm_turns):
+        clock.advance(30)
+        for name, ttft_s in warm.items():
+            state.report([AttemptOutcome(name, OutcomeKind.OK, ttft_s + 0.1, ttft_s=ttft_s, cached_tokens=800)])
+
+
+def test_a_new_call_starts_where_cold_turns_start_soonest_not_where_warm_turns_are_quick():
+    state, clock = make_state()
+    # ep-c serves pinned calls warm (27 ms), so its all-turns estimate is the
+    # lowest; but a new call is cold everywhere, and cold, ep-a is quickest.
+    cold_and_warm(state, clock, {"ep-a": 0.070, "ep-b": 0.080, "ep-c": 0.090}, {"ep-c": 0.027})
+    assert state.plan("g").endpoints[0] == "ep-c"  # a turn with no conversation: all turns' estimates
+    plan = state.plan("g", lease="t1", conversation=("k", "new call", None))
+    assert plan.affinity == "no pin" and plan.endpoints == ("ep-a", "ep-b", "ep-c")
+    assert state.snapshot()["ep-c"]["cold_ttft_s"] == pytest.approx(0.090)
+
+
+def test_a_slowdown_seen_only_on_warm_turns_keeps_new_calls_away():
+    state, clock = make_state()
+    # ep-a's only cold turn was quick, but its pinned calls' warm turns now
+    # take 200 ms: a new call would wait at least that.
+    cold_and_warm(state, clock, {"ep-a": 0.070, "ep-b": 0.080, "ep-c": 0.090}, {"ep-a": 0.200}, warm_turns=1)
+    plan = state.plan("g", lease="t1", conversation=("k", "new call", None))
+    assert plan.endpoints == ("ep-b", "ep-c", "ep-a")
+
+
+def test_a_call_that_breaks_away_goes_where_cold_turns_start_soonest():
+    state, clock = make_state(affinity={"margin_s": 0.05})
+    cold_and_warm(state, clock, {"ep-a": 0.070, "ep-b": 0.080, "ep-c": 0.090}, {"ep-c": 0.027})
+    state.plan("g", lease="t1", conversation=("k", "call", None))  # pinned to ep-a
+    state.report([AttemptOutcome("ep-a", OutcomeKind.OK, 0.5, ttft_s=0.4, cached_tokens=0, lease=("t1", 0))])
+    plan = state.plan("g", lease="t2", conversation=("k", "call", None))
+    assert plan.affinity.startswith("slower by") and plan.endpoints[0] == "ep-b"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.001, 2.0), st.sampled_from([None, 0, 800]), st.floats(0, 60)), max_size=30))
+def test_property_the_cold_estimate_is_never_below_the_all_turns_estimate(samples):
+    state, clock = make_state()
+    endpoint = state._endpoints["ep-a"]
+    for ttft_s, cached_tokens, wait_s in samples:
+        state.report([AttemptOutcome("ep-a", OutcomeKind.OK, ttft_s, ttft_s=ttft_s, cached_tokens=cached_tokens)])
+        clock.advance(wait_s)
+        cold, every = endpoint.load(clock(), cold=True).latency_s, endpoint.load(clock()).latency_s
+        assert (cold is None) == (every is None)
+        assert every is None or cold >= every
+        assert endpoint.load(clock(), stream=False, cold=True) == endpoint.load(clock(), stream=False)
+
+
 # -- the invariants, over random histories --------------------------------------
 
 ops = st.lists(

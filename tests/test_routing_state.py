@@ -91,7 +91,7 @@ def test_snapshot_shape():
     assert entry["score"] == pytest.approx(0.30) and entry["outcomes"] == {"ok": 4}
     assert state.snapshot()["sim-slow"]["ttft_s"] is None and state.snapshot()["sim-slow"]["score"] == 0.0
     expected = {"group", "strategy", "score", "in_flight", "breaker", "ttft_s", "total_s", "ttft_p50_s", "ttft_p99_s",
-                "turns", "failures", "last_ttft_s", "last_outcome", "outcomes", "oldest_pending_s", "warm_gain_s", "pinned_conversations"}
+                "turns", "failures", "last_ttft_s", "last_outcome", "outcomes", "oldest_pending_s", "warm_gain_s", "cold_ttft_s", "pinned_conversations"}
     assert set(entry) == expected
 
 
