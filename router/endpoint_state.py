@@ -2,8 +2,8 @@
 
 Turns in flight (``PendingTurns``), peak-EWMA estimates of time to first
 token (of every turn, and of cold turns alone), of total time and of time
-in flight, the circuit breaker, a bounded
-ring of recent TTFTs for p50/p99, and outcome counters. ``RoutingState``
+in flight, the circuit breaker, a bounded ring of recent TTFTs for p50/p99,
+and outcome counters. ``RoutingState``
 owns one per configured endpoint and reads it as an ``EndpointLoad``.
 """
 
@@ -91,8 +91,11 @@ class EndpointState:
         self.recent_ttfts: deque[float] = deque(maxlen=RECENT_TTFTS)
         self.outcomes: dict[str, int] = {}
         self._counters = _Counters()
-        self._warm_ttft = _Mean()  # turns whose prompt the provider found in its cache
-        self._cold_ttft = _Mean()
+        # Steady means of warm TTFTs (the provider found the prompt in its
+        # cache) and cold ones, for ``warm_gain_s``; routing reads the
+        # peak-EWMA ``cold_ttft``, which follows a slowdown at once.
+        self._warm_mean = _Mean()
+        self._cold_mean = _Mean()
 
     def adopt(self, old: "EndpointState") -> None:
         """Go on from ``old``'s signal (this endpoint before a redeploy, at
@@ -112,8 +115,8 @@ class EndpointState:
         self.recent_ttfts = old.recent_ttfts
         self.outcomes = old.outcomes
         self._counters = old._counters
-        self._warm_ttft = old._warm_ttft
-        self._cold_ttft = old._cold_ttft
+        self._warm_mean = old._warm_mean
+        self._cold_mean = old._cold_mean
 
     # -- events ---------------------------------------------------------
 
@@ -136,8 +139,10 @@ class EndpointState:
             self.ttft.observe(outcome.ttft_s)
             self.recent_ttfts.append(outcome.ttft_s)
             if kind is OutcomeKind.OK and outcome.cached_tokens is not None:
-                (self._warm_ttft if outcome.cached_tokens > 0 else self._cold_ttft).observe(outcome.ttft_s)
-                if outcome.cached_tokens == 0:
+                if outcome.cached_tokens > 0:
+                    self._warm_mean.observe(outcome.ttft_s)
+                else:
+                    self._cold_mean.observe(outcome.ttft_s)
                     self.cold_ttft.observe(outcome.ttft_s)
         if kind.counts_against_health:
             penalty_s = max(outcome.duration_s, self.failure_penalty_s)
@@ -196,7 +201,7 @@ class EndpointState:
         """How much sooner a turn whose prompt is cached here starts than one
         that is not (mean cold minus mean warm TTFT, at least 0), once both
         kinds have ``WARM_SAMPLES`` samples; else None."""
-        warm, cold = self._warm_ttft, self._cold_ttft
+        warm, cold = self._warm_mean, self._cold_mean
         if warm.samples < WARM_SAMPLES or cold.samples < WARM_SAMPLES:
             return None
         return max(0.0, cold.value - warm.value)

@@ -93,6 +93,8 @@ def test_estimates_breakers_and_turns_in_flight_carry_over_for_kept_endpoints():
         "text": {"strategy": "ordered", "endpoints": [endpoint("t")]},
     }), clock=clock, rng=random.Random(0))
     state.report([ok("a", 0.3), ok("b", 0.2), failed("c"), failed("c")])
+    for cached_tokens, ttft_s in [(0, 0.4), (900, 0.1)] * 3:  # a's cold and warm TTFTs
+        state.report([AttemptOutcome("a", OutcomeKind.OK, ttft_s + 0.1, ttft_s=ttft_s, cached_tokens=cached_tokens)])
     plan = state.plan("voice", lease="turn-1")
     assert plan.endpoints[0] == "a" and state.snapshot()["c"]["breaker"] == "open"
     before = state.snapshot()
@@ -103,8 +105,9 @@ def test_estimates_breakers_and_turns_in_flight_carry_over_for_kept_endpoints():
     })
     state = state.reconfigured(v2)
     after = state.snapshot()
-    for field in ("ttft_s", "total_s", "turns", "in_flight", "breaker", "outcomes"):
+    for field in ("ttft_s", "cold_ttft_s", "warm_gain_s", "total_s", "turns", "in_flight", "breaker", "outcomes"):
         assert after["a"][field] == before["a"][field], field
+    assert after["a"]["cold_ttft_s"] is not None and after["a"]["warm_gain_s"] is not None
     assert after["a"]["in_flight"] == 1 and state.in_flight() == 1
     assert after["c"]["breaker"] == "open"  # still open until its cooldown ends
     assert after["b"]["turns"] == 0 and after["b"]["ttft_s"] is None  # moved upstream: fresh
