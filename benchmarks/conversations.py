@@ -23,15 +23,15 @@ Per variant, ``--calls`` calls of ``--turns`` turns each (growing history: a
 user message of ``USER_WORDS`` words per turn plus the replies), at most
 ``--concurrent`` calls at a time, ``THINK_S`` between a reply and the next
 turn (the caller speaking), all three variants at once so they share the
-machine alike. Once half of all turns have started, B slows to
+machine alike. Once half of all turns have started, B (``--slowed``) slows to
 ``SLOW_TTFT_MS`` cold in every variant. Measured at the client: TTFT p50,
 p90, p99 and mean (overall), p50/p99 per turn index and before and after
-the slowdown, the share of
-later turns (index 2 and up) whose prompt was cached, cost per call at
+the slowdown, the share of later turns (index 2 and up) whose prompt was
+cached, cost per call at
 ``PRICE_MODEL``'s catalog prices (cached prompt tokens at its cached-input
-price), and turns served by B after it slowed.
+price), and turns served by the slowed endpoint after it slowed.
 
-    python benchmarks/conversations.py [--calls 50] [--turns 12] [--concurrent 6] [--capacity 0.2] [--out NAME] [--port P]
+    python benchmarks/conversations.py [--calls 50] [--turns 12] [--concurrent 6] [--capacity 0.2] [--slowed b] [--out NAME] [--port P]
 
 Prints the tables and PASS/FAIL for issue 16's targets; saves JSON (every
 turn) and Markdown under benchmarks/results/.
@@ -66,7 +66,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 HOST = "127.0.0.1"
 VARIANTS = {"latency": {"enabled": False}, "sticky": {"margin_s": 1e6}, "affinity": {}}
 COLD_TTFT_MS = {"a": 300, "b": 350, "c": 400}
-SLOWED, SLOW_TTFT_MS = "b", 1500
+SLOW_TTFT_MS = 1500
 WARM_FACTOR = 0.3
 USER_WORDS = 150
 THINK_S = 0.4
@@ -159,8 +159,9 @@ async def one_turn(session: aiohttp.ClientSession, url: str, model: str, history
 class Run:
     """Every variant's calls, and the slowdown once half the turns started."""
 
-    def __init__(self, sim, url: str, calls: int, turns: int, concurrent: int):
+    def __init__(self, sim, url: str, calls: int, turns: int, concurrent: int, slowed: str):
         self.sim, self.url, self.calls, self.turns, self.concurrent = sim, url, calls, turns, concurrent
+        self.slowed = slowed
         self.records: list[Turn] = []
         self.started = 0
         self.half = asyncio.Event()
@@ -192,7 +193,7 @@ class Run:
 
     async def slow_down_at_half(self) -> None:
         await self.half.wait()
-        await asyncio.gather(*(asyncio.to_thread(self.sim.set_behavior, profile(v, SLOWED), ttft_ms=SLOW_TTFT_MS) for v in VARIANTS))
+        await asyncio.gather(*(asyncio.to_thread(self.sim.set_behavior, profile(v, self.slowed), ttft_ms=SLOW_TTFT_MS) for v in VARIANTS))
         self.slowed_at_s = time.perf_counter() - self.t0
 
     async def all(self) -> None:
@@ -218,7 +219,7 @@ def ms(value: float | None) -> float | None:
     return None if value is None else round(value * 1000, 1)
 
 
-def summarize(records: list[Turn], slowed_at_s: float, price) -> dict:
+def summarize(records: list[Turn], slowed_at_s: float, slowed: str, price) -> dict:
     out = {}
     for variant in VARIANTS:
         turns = [t for t in records if t.variant == variant]
@@ -231,7 +232,7 @@ def summarize(records: list[Turn], slowed_at_s: float, price) -> dict:
             if t.prompt_tokens is not None:
                 cost = turn_cost_usd(price, t.prompt_tokens, t.completion_tokens or 0, t.cached_tokens or 0)
                 costs[t.call] = costs.get(t.call, 0.0) + cost
-        stuck = [t for t in after if t.endpoint == profile(variant, SLOWED)]
+        stuck = [t for t in after if t.endpoint == profile(variant, slowed)]
         out[variant] = {
             "turns": len(turns),
             "errors": len(turns) - len(ok),
@@ -282,7 +283,7 @@ def check_targets(results: dict) -> list[dict]:
 
 def tables(results: dict) -> str:
     head = ("| variant | TTFT p50 ms | p90 | p99 | mean | before slowdown p50 / p99 | after slowdown p50 / p99 | "
-            "cache-hit share (turns 2+) | cost per call (USD) | turns on B after it slowed | errors |")
+            "cache-hit share (turns 2+) | cost per call (USD) | turns on the slowed endpoint after | errors |")
     lines = [head, "|" + "---|" * 11]
     for name, r in results.items():
         lines.append(
@@ -309,6 +310,8 @@ def main() -> int:
     parser.add_argument("--capacity", type=float, default=DEFAULT_CAPACITY,
                         help=f"each request in flight at an endpoint stretches the next one's TTFT by this fraction "
                              f"(simulator's ttft_per_in_flight; default {DEFAULT_CAPACITY}; 0: unlimited capacity)")
+    parser.add_argument("--slowed", choices=sorted(COLD_TTFT_MS), default="b",
+                        help="the endpoint that slows half way (default b; a: the fastest, where most calls start)")
     parser.add_argument("--out", default="conversations", help="results file name under benchmarks/results/ (no suffix)")
     parser.add_argument("--port", type=int, default=None, help="the router's port (its Serve instance uses P..P+299)")
     args = parser.parse_args()
@@ -319,20 +322,20 @@ def main() -> int:
         print("starting the router ...", flush=True)
         router = start_router(write_config(Path(tmp), sim, port), "fast", port, log_path)
         try:
-            run = Run(sim, f"http://{HOST}:{port}/v1/chat/completions", args.calls, args.turns, args.concurrent)
+            run = Run(sim, f"http://{HOST}:{port}/v1/chat/completions", args.calls, args.turns, args.concurrent, args.slowed)
             started = time.perf_counter()
             asyncio.run(run.all())
             wall_s = time.perf_counter() - started
         finally:
             stop_router(router)
-    results = summarize(run.records, run.slowed_at_s, price)
+    results = summarize(run.records, run.slowed_at_s, args.slowed, price)
     checks = check_targets(results)
     report = {
         "benchmark": "conversations",
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "scenario": {"calls": args.calls, "turns": args.turns, "concurrent_calls_per_variant": args.concurrent,
-                     "cold_ttft_ms": COLD_TTFT_MS, "warm_factor": WARM_FACTOR, "ttft_per_in_flight": args.capacity, "slowed": SLOWED, "slow_ttft_ms": SLOW_TTFT_MS,
+                     "cold_ttft_ms": COLD_TTFT_MS, "warm_factor": WARM_FACTOR, "ttft_per_in_flight": args.capacity, "slowed": args.slowed, "slow_ttft_ms": SLOW_TTFT_MS,
                      "slowed_at_s": run.slowed_at_s, "user_words": USER_WORDS, "think_s": THINK_S, "price_model": PRICE_MODEL,
                      "variants": VARIANTS, "wall_s": round(wall_s, 1)},
         "results": results,
@@ -348,7 +351,7 @@ def main() -> int:
         f"Measured {report['when']} on {os.cpu_count()} cores: per variant {args.calls} calls x {args.turns} turns, "
         f"{args.concurrent} calls at a time, all three variants at once; endpoints A/B/C at {COLD_TTFT_MS['a']}/"
         f"{COLD_TTFT_MS['b']}/{COLD_TTFT_MS['c']} ms cold TTFT (x{WARM_FACTOR} warm, x(1 + {args.capacity:g} per request "
-        f"in flight there)); B slowed to {SLOW_TTFT_MS} ms cold "
+        f"in flight there)); {args.slowed.upper()} slowed to {SLOW_TTFT_MS} ms cold "
         f"at {run.slowed_at_s:.1f} s of {wall_s:.1f} s. Cost at {PRICE_MODEL} catalog prices."
     )
     (RESULTS / f"{args.out}.md").write_text(f"{header}\n\n{text}\n\n{verdicts}\n")
