@@ -45,17 +45,21 @@ def test_a_request_behind_another_in_flight_starts_later_over_http():
                     return time.monotonic() - started
         raise AssertionError("no content")
 
+    async def in_flight_becomes(sim, count: int) -> None:
+        deadline = time.monotonic() + 5
+        while sim.stats()[profile]["in_flight"] != count:
+            assert time.monotonic() < deadline, f"in flight never became {count}"
+            await asyncio.sleep(0.01)
+
     async def scenario(sim) -> tuple[float, float]:
         url = sim.base_url(profile) + "/chat/completions"
         async with httpx.AsyncClient(timeout=10) as client:
             alone_s = await first_token_s(client, url, {})
+            await in_flight_becomes(sim, 0)  # the first request is over, not merely past its first token
             # A request that stays in flight for ~3 s: the next one shares the profile.
             holder = asyncio.create_task(first_token_s(
                 client, url, {BEHAVIOR_HEADER: json.dumps({"ttft_ms": 0, "token_interval_ms": 1500, "tokens": 3})}))
-            deadline = time.monotonic() + 5
-            while sim.stats()[profile]["in_flight"] < 1:
-                assert time.monotonic() < deadline, "the holder never arrived"
-                await asyncio.sleep(0.01)
+            await in_flight_becomes(sim, 1)
             behind_s = await first_token_s(client, url, {})
             await holder
             return alone_s, behind_s
