@@ -27,9 +27,9 @@ machine alike. Once half of all turns have started, B (``--slowed``) slows to
 ``SLOW_TTFT_MS`` cold in every variant. Measured at the client: TTFT p50,
 p90, p99 and mean (overall), p50/p99 per turn index and before and after
 the slowdown, the share of later turns (index 2 and up) whose prompt was
-cached, cost per call at
-``PRICE_MODEL``'s catalog prices (cached prompt tokens at its cached-input
-price), and turns served by the slowed endpoint after it slowed.
+cached, cost per call at ``PRICE_MODEL``'s catalog prices (cached prompt
+tokens at its cached-input price), and turns served by the slowed endpoint
+after it slowed.
 
     python benchmarks/conversations.py [--calls 50] [--turns 12] [--concurrent 6] [--capacity 0.2] [--slowed b] [--out NAME] [--port P]
 
